@@ -62,7 +62,8 @@ def _register_optional() -> None:
     """Subcommands that live in their capability's package (imported lazily)."""
     import importlib
 
-    for module in ("stackslim.similarity.analyze",):
+    for module in ("stackslim.similarity.analyze", "stackslim.prune.command",
+                   "stackslim.mimic.command", "stackslim.share.command", "stackslim.study"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
