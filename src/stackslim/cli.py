@@ -67,7 +67,7 @@ def _register_optional() -> None:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != module:
+            if e.name is None or not module.startswith(e.name):
                 raise
             continue
         command(mod.COMMAND)((mod.add_arguments, mod.run))
