@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from torch import nn
@@ -28,6 +27,8 @@ from .whisper import WhisperEncoderAdapter
 
 META = "stackslim.json"
 BUNDLED_NAMES = ("whisper-tiny.en", "whisper-base")
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "vocab.json",
+              "merges.txt", "special_tokens_map.json", "added_tokens.json", "normalizer.json")
 
 
 def wrap_model(model: nn.Module, name: str = "", mode: str | None = None,
@@ -103,8 +104,11 @@ def load_encoder(spec: str | os.PathLike, mode: str | None = None,
             raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 model.bin)")
         meta = json.loads((path / META).read_text()) if (path / META).exists() else {}
         model = _load_hf(str(path), allow_pickle=allow_pickle)
-        return wrap_model(model, name=meta.get("name", path.name), mode=mode or meta.get("mode"),
-                          do_normalize=meta.get("do_normalize", True))
+        enc = wrap_model(model, name=meta.get("name", path.name), mode=mode or meta.get("mode"),
+                         do_normalize=meta.get("do_normalize", True))
+        # carried along on save, so a pruned Whisper folder still transcribes
+        enc.extra_files = [p for p in path.iterdir() if p.name in SIDE_FILES]
+        return enc
     if spec.count("/") == 1 and not spec.startswith((".", "/")):
         return wrap_model(_load_hf(spec, allow_pickle=allow_pickle), name=spec, mode=mode)
     raise EncoderError(f"model {spec!r} not found: not a folder, not a bundled model "
@@ -114,21 +118,12 @@ def load_encoder(spec: str | os.PathLike, mode: str | None = None,
 
 def save_encoder(enc: Encoder, path: Path) -> None:
     """Write `enc` as a plain Hugging Face folder, atomically (temp folder, then rename)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise EncoderError(f"output {str(path)!r} exists and is not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    from ..results import atomic_dir
+
+    with atomic_dir(path) as tmp:
         enc.model.save_pretrained(tmp, safe_serialization=True)
         meta = {"family": enc.family, "name": enc.name, "num_layers": enc.num_layers,
                 "mode": getattr(enc, "mode", None), "do_normalize": getattr(enc, "do_normalize", True)}
         (tmp / META).write_text(json.dumps(meta, indent=2))
         for f in getattr(enc, "extra_files", []):  # e.g. Whisper's tokenizer files
             shutil.copy(f, tmp / Path(f).name)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

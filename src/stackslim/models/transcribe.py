@@ -1,0 +1,326 @@
+"""Whisper transcription and word error rate: the downstream check of a (compressed) encoder.
+
+The decoder is always the original one; what changes is where its cross-attention input comes
+from. `transcribe` computes it with the model's own encoder, or takes `encoder_states`
+precomputed elsewhere (a pruned, mimicked or shared encoder), so WER measures the encoder alone.
+
+Decoding is greedy, without timestamps, with our own loop over the HF decoder and its KV cache
+(no `generate`: its Whisper path cannot take encoder states of any length and moves between
+transformers releases). Prompt: ``<|startoftranscript|> <|notimestamps|>`` for English-only
+models, ``<|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>`` for multilingual ones.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .base import SAMPLE_RATE, EncoderError, as_waves
+
+MAX_NEW_TOKENS = 128
+SPECIAL_TOKENS = {"sot": "<|startoftranscript|>", "eot": "<|endoftext|>", "en": "<|en|>",
+                  "transcribe": "<|transcribe|>", "translate": "<|translate|>",
+                  "notimestamps": "<|notimestamps|>", "startofprev": "<|startofprev|>"}
+
+
+def whisper_special_ids(vocab: dict[str, int], multilingual: bool, label: str) -> dict[str, int]:
+    """Ids of Whisper's special tokens (the keys of SPECIAL_TOKENS that `vocab` has)."""
+    ids = {k: vocab[t] for k, t in SPECIAL_TOKENS.items() if t in vocab}
+    need = ["sot", "eot", "notimestamps"] + (["en", "transcribe"] if multilingual else [])
+    missing = [SPECIAL_TOKENS[k] for k in need if k not in ids]
+    if missing:
+        raise EncoderError(f"{label}: vocabulary lacks Whisper special token(s) {missing}")
+    return ids
+
+
+def whisper_generation_config(ids: dict[str, int], multilingual: bool, max_length: int,
+                              vocab: dict[str, int], suppress: Sequence[int] = (),
+                              begin_suppress: Sequence[int] = (), lang_ids: Sequence[int] = (),
+                              alignment_heads: Sequence[Sequence[int]] = ()):
+    """The GenerationConfig that HF's Whisper `generate` expects, from the model's own ids.
+
+    English-only and multilingual models number their special tokens differently (tiny.en:
+    sot 50257, notimestamps 50362; base: sot 50258, en 50259, transcribe 50359, notimestamps
+    50363); a wrong id makes the decoder loop on one word.
+    """
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig(
+        decoder_start_token_id=ids["sot"], bos_token_id=ids["eot"], eos_token_id=ids["eot"],
+        pad_token_id=ids["eot"], max_length=max_length,
+        no_timestamps_token_id=ids["notimestamps"], prev_sot_token_id=ids.get("startofprev"),
+        is_multilingual=multilingual, return_timestamps=False, max_initial_timestamp_index=50,
+        suppress_tokens=list(suppress), begin_suppress_tokens=list(begin_suppress),
+        alignment_heads=[list(h) for h in alignment_heads])
+    if multilingual:
+        id_to_tok = {i: t for t, i in vocab.items()}
+        gen.lang_to_id = {id_to_tok[i]: i for i in lang_ids if i in id_to_tok}
+        gen.lang_to_id.setdefault(SPECIAL_TOKENS["en"], ids["en"])
+        gen.task_to_id = {k: ids[k] for k in ("transcribe", "translate") if k in ids}
+    return gen
+
+
+def load_whisper(spec: str | Path):
+    """Load a Whisper model and its tokenizer, offline.
+
+    Args:
+        spec: a bundled name (``whisper-tiny.en``, ``whisper-base``, see `bundled.BUNDLED`), a
+            Hugging Face Whisper folder, or a CTranslate2 / faster-whisper folder.
+
+    Returns:
+        (WhisperForConditionalGeneration in eval mode, float32; its tokenizer).
+    """
+    import json
+
+    from transformers import AutoTokenizer, WhisperForConditionalGeneration, WhisperTokenizer
+
+    from .bundled import BUNDLED, bundled_model_dir
+    from .ctranslate2 import ct2_files, ct2_to_hf_whisper
+
+    folder = bundled_model_dir(str(spec)) if str(spec) in BUNDLED else Path(spec)
+    if not folder.is_dir():
+        raise EncoderError(f"{spec}: not a bundled Whisper name ({', '.join(BUNDLED)}) nor a "
+                           "local model folder (nothing is downloaded)")
+    if any(folder.glob("model.bin*")):  # CTranslate2 / faster-whisper
+        _, side, _ = ct2_files(folder)
+        if "tokenizer.json" not in side:
+            raise EncoderError(f"{folder}: CTranslate2 folder without tokenizer.json")
+        return (ct2_to_hf_whisper(folder),
+                WhisperTokenizer(tokenizer_file=str(side["tokenizer.json"])))
+    try:
+        mtype = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        raise EncoderError(f"{folder}: neither a Hugging Face model folder (readable "
+                           "config.json) nor a CTranslate2 one (model.bin)") from None
+    if mtype != "whisper":
+        raise EncoderError(f"{folder}: a {mtype!r} model, not Whisper")
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EncoderError(f"{folder}: cannot load a Whisper model ({first})") from None
+    return model.eval(), tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def feature_extractor(n_mels: int = 80):
+    """`WhisperFeatureExtractor` for n_mels bins (80, or 128 for large-v3); built offline."""
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE)
+
+
+def log_mel(model, waves: Sequence[np.ndarray], pad_to_30s: bool = True) -> torch.Tensor:
+    """(B, n_mels, 3000) log-mel features, 30 s padded; or (B, n_mels, N) padded to the longest.
+
+    Refuses clips over 30 s rather than let the extractor cut them silently.
+    """
+    if max(len(w) for w in waves) > 30 * SAMPLE_RATE:
+        raise EncoderError("Whisper takes clips of at most 30 s; split longer audio")
+    fe = feature_extractor(int(model.config.num_mel_bins))
+    pad = "max_length" if pad_to_30s else "longest"
+    feats = fe(list(waves), sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=pad)
+    p = next(model.parameters())
+    return feats.input_features.to(p.device, p.dtype)
+
+
+@torch.inference_mode()
+def encode_audio(model, waves: Sequence[np.ndarray], pad_to_30s: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whisper encoder output after its final norm, and valid frames per clip.
+
+    Padded mode is what Whisper was trained on: every clip is padded to 30 s and gives 1500
+    frames. Unpadded mode runs each clip alone at its own length (conv -> embed_positions[:T]
+    -> layers -> final norm): much faster on short clips, but not the same states
+    (bench/whisper_unpadded.py measures how far they are).
+
+    Returns:
+        states (B, T, D) (zeros past each clip's length in unpadded mode) and lengths (B,).
+    """
+    waves = as_waves(waves)
+    enc = model.model.encoder
+    # n // 160 mel frames (the extractor drops the last STFT frame), halved by conv2 (k3 s2 p1)
+    lengths = torch.tensor([min((max(len(w) // 160, 1) + 1) // 2, enc.config.max_source_positions)
+                            for w in waves])
+    if pad_to_30s:
+        return enc(log_mel(model, waves)).last_hidden_state, lengths  # (B, 1500, D)
+    outs = []
+    for w in waves:
+        x = log_mel(model, [w], pad_to_30s=False)  # (1, n_mels, N)
+        h = torch.nn.functional.gelu(enc.conv1(x))
+        h = torch.nn.functional.gelu(enc.conv2(h)).transpose(1, 2)  # (1, T, D)
+        h = h + enc.embed_positions.weight[: h.shape[1]]
+        for layer in enc.layers:
+            h = layer(h, None)
+            h = h[0] if isinstance(h, tuple) else h
+        outs.append(enc.layer_norm(h)[0])  # (T, D)
+    lengths = torch.tensor([o.shape[0] for o in outs])
+    states = outs[0].new_zeros(len(outs), int(lengths.max()), outs[0].shape[-1])
+    for i, o in enumerate(outs):
+        states[i, : o.shape[0]] = o
+    return states, lengths
+
+
+def prompt_ids(model, tokenizer) -> tuple[list[int], int]:
+    """Decoder prompt and end-of-text id, from the tokenizer's own vocabulary."""
+    def tid(key: str) -> int | None:
+        return tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[key])
+
+    sot, eot, nts = tid("sot"), tid("eot"), tid("notimestamps")
+    multilingual = getattr(model.generation_config, "is_multilingual", None)
+    if multilingual is None:
+        multilingual = model.config.vocab_size >= 51865  # English-only models have 51864
+    prompt = [sot, tid("en"), tid("transcribe"), nts] if multilingual else [sot, nts]
+    if eot is None or any(i is None or i == eot for i in prompt):  # unknown tokens map to eot
+        raise EncoderError("the tokenizer lacks Whisper's special tokens")
+    return prompt, eot
+
+
+@torch.inference_mode()
+def greedy_decode(model, states: torch.Tensor, prompt: list[int], eot: int,
+                  max_new_tokens: int = MAX_NEW_TOKENS) -> list[list[int]]:
+    """Greedy token ids (prompt and eot excluded) for encoder states (B, T, D)."""
+    B = states.shape[0]
+    V = model.config.vocab_size
+    max_new_tokens = min(max_new_tokens, model.config.max_target_positions - len(prompt))
+    # Text tokens all sit below <|endoftext|> in both vocabularies: mask every special and
+    # timestamp token above it, plus Whisper's usual non-speech symbols.
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[eot + 1:] = True
+    sup = [t for t in (model.generation_config.suppress_tokens or []) if 0 <= t < V]
+    mask[sup] = True
+    first = mask.clone()  # at the first step also no blank and no immediate end
+    begin = [t for t in (model.generation_config.begin_suppress_tokens or []) if 0 <= t < V]
+    first[begin] = True
+    dec = model.model.decoder
+    ids = torch.tensor([prompt] * B, device=states.device)  # (B, P)
+    done = torch.zeros(B, dtype=torch.bool, device=states.device)
+    out, cache = [], None
+    for step in range(max_new_tokens):
+        o = dec(input_ids=ids, encoder_hidden_states=states, past_key_values=cache,
+                use_cache=True)
+        cache = o.past_key_values
+        logits = model.proj_out(o.last_hidden_state[:, -1]).float()  # (B, V)
+        logits[:, (first if step == 0 else mask).to(logits.device)] = -torch.inf
+        nxt = logits.argmax(-1)  # (B,)
+        nxt = torch.where(done, torch.full_like(nxt, eot), nxt)
+        out.append(nxt)
+        done |= nxt == eot
+        if bool(done.all()):
+            break
+        ids = nxt[:, None]  # (B, 1): the cache holds the rest
+    toks = torch.stack(out, 1).tolist() if out else [[] for _ in range(B)]
+    return [t[: t.index(eot)] if eot in t else t for t in toks]
+
+
+@torch.inference_mode()
+def transcribe(model, tokenizer, waves: Sequence[np.ndarray] | None = None,
+               encoder_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
+               batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    """Greedy English transcripts of 16 kHz clips, or of precomputed encoder outputs.
+
+    Args:
+        model: WhisperForConditionalGeneration (its decoder is used; its encoder too unless
+            `encoder_states` is given).
+        tokenizer: the model's tokenizer (see `load_whisper`).
+        waves: 1-D float 16 kHz clips, each up to 30 s (padded to 30 s, like Whisper's training).
+        encoder_states: instead of waves, (B, T, D) encoder outputs after the final norm, or a
+            list of (T_i, D) tensors of any lengths (decoded in groups of equal length).
+        batch_size: clips decoded together.
+
+    Returns:
+        One stripped transcript per clip.
+    """
+    model.eval()
+    prompt, eot = prompt_ids(model, tokenizer)
+    if (waves is None) == (encoder_states is None):
+        raise EncoderError("transcribe: give either waves or encoder_states")
+    given = encoder_states is not None
+    if given:
+        d = model.config.d_model
+        if torch.is_tensor(encoder_states) and (encoder_states.ndim != 3
+                                                or encoder_states.shape[-1] != d):
+            raise EncoderError(f"encoder_states: expected (B, T, {d}), got "
+                               f"{tuple(encoder_states.shape)}")
+        items = list(encoder_states)  # (T_i, D) each
+        if any(s.ndim != 2 or s.shape[-1] != d for s in items):
+            raise EncoderError(f"encoder_states: expected (T, {d}) per clip")
+    else:
+        items = as_waves(waves)
+    p = next(model.parameters())
+    texts = [""] * len(items)
+    # Group equal lengths so a batch needs no padding (the decoder has no cross-attn mask).
+    groups: dict[int, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.shape[0] if given else 0, []).append(i)
+    for idx in groups.values():
+        for b in range(0, len(idx), batch_size):
+            chunk = idx[b: b + batch_size]
+            if given:
+                states = torch.stack([items[i] for i in chunk]).to(p.device, p.dtype)  # (b, T, D)
+            else:
+                feats = log_mel(model, [items[i] for i in chunk])  # (b, n_mels, 3000)
+                states = model.model.encoder(feats).last_hidden_state  # (b, 1500, D)
+            for i, toks in zip(chunk, greedy_decode(model, states, prompt, eot, max_new_tokens)):
+                texts[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
+    return texts
+
+
+# -- text normalisation and WER ------------------------------------------------------------
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _number_words(n: int) -> str:
+    """English words for 0 <= n < 1000 ("one hundred twenty three")."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + _number_words(n % 100))
+
+
+def normalize_text(s: str) -> str:
+    """Lowercase, spell whole numbers below 1000, drop punctuation, collapse spaces.
+
+    Apostrophes inside words stay ("don't"); hyphens and other symbols become spaces, and
+    a thousands separator is removed ("1,000" -> "1000", left as digits).
+    """
+    s = s.lower().replace("\u2019", "'")
+    s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)
+    s = re.sub(r"\b\d{1,3}\b", lambda m: _number_words(int(m.group())), s)
+    s = re.sub(r"[^a-z0-9']+", " ", s)
+    s = re.sub(r"(?<![a-z0-9])'|'(?![a-z0-9])", " ", s)  # quotes, not apostrophes
+    return " ".join(s.split())
+
+
+def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Levenshtein distance between two word lists (substitutions, insertions, deletions)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def word_error_rate(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
+    """Corpus WER: total word edits / total reference words (texts normalized by default)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"word_error_rate: {len(refs)} references but {len(hyps)} hypotheses")
+    norm = normalize_text if normalize else (lambda t: t)
+    edits = words = 0
+    for r, h in zip(refs, hyps):
+        rw, hw = norm(r).split(), norm(h).split()
+        edits += edit_distance(rw, hw)
+        words += len(rw)
+    if words == 0:
+        return 0.0 if edits == 0 else float("inf")
+    return edits / words
