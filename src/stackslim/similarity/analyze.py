@@ -1,0 +1,185 @@
+"""`stackslim analyze`: layer-by-layer similarity of one model on one data set.
+
+    stackslim analyze whisper-base synth-commands --out runs/analyze
+    torchrun --nproc_per_node=2 -m stackslim analyze random:wavlm DATA --out DIR   # sharded
+
+Writes `DIR/similarity.json` (every metric's (L+1)×(L+1) matrix, Block Influence, the model,
+data and config), `DIR/blocks.json` (blocks per metric, the outlier-channel robustness check),
+`DIR/heatmap_<metric>.png` and `DIR/config.json`. Every file is written atomically; a
+checkpoint of the streaming statistics (`DIR/.analyze.ckpt`) lets a killed run resume.
+
+Under torchrun each rank encodes its shard of the clips (rank r takes clips r, r+W, ...);
+the statistics are summed with all_reduce, so the matrices equal the one-process ones; only
+rank 0 writes.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import add_config_args, config_from_args
+from ..results import prepare_out_dir, provenance, write_json
+from .blocks import find_blocks
+from .engine import ESTIMATORS, METRICS, SimilarityEngine
+from .errors import SimilarityError
+from .outliers import robustness_check
+from .plots import plot_heatmap
+from .views import VIEWS
+
+COMMAND = "analyze"
+CKPT = ".analyze.ckpt"
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Options of `stackslim analyze MODEL DATA --out DIR` (defaults: the paper's metrics on
+    pooled states, exact over the whole data set)."""
+
+    metrics: tuple[str, ...] = field(default=METRICS, metadata={"help": "metrics: cosine, cka, mknn"})
+    view: str = field(default="pooled", metadata={"help": "samples: pooled (one per clip), frames, flat",
+                                                   "choices": VIEWS})
+    estimator: str = field(default="dataset", metadata={"help": "dataset (exact, streaming), minibatch "
+                                                        "(paper), unbiased (Nguyen 2021)", "choices": ESTIMATORS})
+    k: int = field(default=8, metadata={"help": "neighbours of mutual kNN"})
+    batch_size: int = field(default=128, metadata={"help": "samples per minibatch (minibatch/unbiased)"})
+    encode_batch: int = field(default=16, metadata={"help": "clips per forward pass"})
+    max_clips: int = field(default=0, metadata={"help": "use at most this many clips (0: all), seeded"})
+    split: str = field(default="all", metadata={"help": "which clips: all, train, validation, test",
+                                                "choices": ("all", "train", "validation", "test")})
+    seed: int = field(default=0, metadata={"help": "seed of the clip subset and split"})
+    final_norm: bool = field(default=True, metadata={"help": "state L after the family's final norm"})
+    robustness: bool = field(default=True, metadata={"help": "check blocks against outlier channels"})
+    checkpoint_every: int = field(default=20, metadata={"help": "batches between resume checkpoints"})
+
+
+def select_clips(ds, cfg: AnalyzeConfig) -> list[int]:
+    """Indices of the clips to analyse (a split, then a seeded subset)."""
+    if cfg.split == "all":
+        idx = list(range(len(ds)))
+    else:
+        from ..heads.task import prepare_task
+
+        idx = prepare_task(ds, "word", seed=cfg.seed).splits[cfg.split]
+    if cfg.max_clips and cfg.max_clips < len(idx):
+        rng = np.random.default_rng(cfg.seed)
+        idx = sorted(rng.choice(idx, size=cfg.max_clips, replace=False).tolist())
+    return idx
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = AnalyzeConfig(),
+            progress: bool = True) -> dict:
+    """Run the analysis and write its files; returns the content of similarity.json."""
+    from ..data import load_dataset
+    from ..models import load_encoder
+
+    rank, world = _dist()
+    out_dir = prepare_out_dir(out) if rank == 0 else Path(out)
+    t0 = time.monotonic()
+    if not cfg.metrics:
+        raise SimilarityError("give at least one metric")
+    engine = SimilarityEngine(0 + 1, metrics=cfg.metrics, view=cfg.view, estimator=cfg.estimator,
+                              k=cfg.k, batch_size=cfg.batch_size)  # validates the combination early
+    enc = load_encoder(model)
+    ds = load_dataset(data)
+    idx = select_clips(ds, cfg)
+    mine = idx[rank::world]
+    engine = SimilarityEngine(enc.num_layers + 1, metrics=cfg.metrics, view=cfg.view,
+                              estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size)
+    # resume: the checkpoint is tied to the run's inputs and this rank's shard
+    key = hashlib.sha1(json.dumps([model, str(data), asdict(cfg), mine, world]).encode()).hexdigest()
+    ckpt = out_dir / (CKPT + (f".rank{rank}" if world > 1 else ""))
+    done = 0
+    if ckpt.exists():
+        try:
+            saved = torch.load(ckpt, weights_only=True)
+            if saved.get("key") == key:
+                engine.load_state_dict(saved["engine"])
+                done = int(saved["batches"])
+        except Exception:  # a corrupt checkpoint is only lost time: start over
+            done = 0
+    batches = list(range(0, len(mine), cfg.encode_batch))
+    bar = tqdm(total=len(mine), initial=min(done * cfg.encode_batch, len(mine)), unit="clip",
+               desc=f"analyze {enc.name}", disable=not progress or rank != 0)
+    for b, start in enumerate(batches):
+        if b < done:
+            continue
+        chunk = mine[start : start + cfg.encode_batch]
+        engine.update(enc.hidden_states([ds.load(i) for i in chunk], final_norm=cfg.final_norm))
+        bar.update(len(chunk))
+        if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < len(batches):
+            tmp = ckpt.with_name(ckpt.name + ".tmp")
+            torch.save({"key": key, "batches": b + 1, "engine": engine.state_dict()}, tmp)
+            os.replace(tmp, ckpt)
+    bar.close()
+    engine.all_reduce()
+    res = engine.result()
+    blocks = {m: find_blocks(res.matrices[m]) for m in res.matrices}
+    robust = None
+    if cfg.robustness and cfg.estimator == "dataset" and cfg.view != "flat" and "cka" in res.matrices:
+        robust = robustness_check(engine, metric="cka")
+    summary = {
+        "model": enc.name, "family": enc.family, "num_layers": enc.num_layers,
+        "data": getattr(ds, "name", str(data)), "clips": len(idx), "processes": world,
+        "final_norm": cfg.final_norm, "config": asdict(cfg), "versions": provenance(),
+        "seconds": round(time.monotonic() - t0, 2),
+        "similarity": res.to_json(),
+        "block_influence": {m: res.block_influence(m).tolist() for m in ("cosine", "mknn")
+                            if m in res.matrices},
+    }
+    if rank == 0:
+        write_json(out_dir / "config.json", {"model": model, "data": str(data), **asdict(cfg)})
+        write_json(out_dir / "similarity.json", summary)
+        write_json(out_dir / "blocks.json", {
+            "blocks": {m: b.to_json() for m, b in blocks.items()},
+            "robustness": robust.to_json() if robust is not None else None})
+        for m, mat in res.matrices.items():
+            lo = None if m == "cka" and cfg.estimator == "unbiased" else 0.0
+            plot_heatmap(mat, f"{enc.name} on {summary['data']}: {m} ({cfg.view}, {cfg.estimator}, "
+                         f"n={res.n_samples})", blocks[m], path=out_dir / f"heatmap_{m}.png", vmin=lo)
+    for p in out_dir.glob(CKPT + "*"):
+        if p.name.startswith(CKPT) and (world == 1 or p.name.endswith(f".rank{rank}")):
+            p.unlink(missing_ok=True)
+    summary["blocks"] = {m: b.to_json() for m, b in blocks.items()}
+    summary["robustness"] = robust.to_json() if robust is not None else None
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """similarity matrices, blocks and heatmaps of a model's hidden states"""
+    p.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
+    p.add_argument("data", help="synth-commands, a folder per label, or a CSV manifest")
+    p.add_argument("--out", required=True, help="output folder")
+    add_config_args(p, AnalyzeConfig)
+
+
+def run(ns: argparse.Namespace) -> int:
+    cfg = config_from_args(AnalyzeConfig, ns)
+    summary = analyze(ns.model, ns.data, ns.out, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for m, b in summary["blocks"].items():
+            print(f"{m:>6}: blocks {b['blocks']}")
+        if summary["robustness"]:
+            print(f"robustness: {summary['robustness']['verdict']}")
+        print(f"wrote {ns.out}/similarity.json, blocks.json, heatmaps ({summary['seconds']} s, "
+              f"{summary['clips']} clips)")
+    return 0
