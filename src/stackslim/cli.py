@@ -63,7 +63,7 @@ def _register_optional() -> None:
     import importlib
 
     for module in ("stackslim.similarity.analyze", "stackslim.prune.command",
-                   "stackslim.mimic.command", "stackslim.share.command", "stackslim.study"):
+                   "stackslim.mimic.command", "stackslim.share.command", "stackslim.study.command"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

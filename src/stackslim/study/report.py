@@ -1,0 +1,129 @@
+"""The study's page: `DIR/report.html`, self-contained, read top to bottom.
+
+Every sentence under "Findings" is derived from the numbers in results.json by `findings()`;
+nothing in the page is typed in by hand.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..report import Page
+
+PAPER = ("forward", "backward", "bi", "knn-bi")
+
+COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder params"),
+           ("stack_ratio", "Stack size vs teacher"), ("bytes", "Bytes on disk"),
+           ("batch1_ms", "CPU ms/clip (batch 1)"), ("batched_ms", "CPU ms/clip (batched)"),
+           ("speedup", "Speed-up (batch 1)"), ("accuracy", "Accuracy"), ("capacity", "Capacity"),
+           ("wer", "WER")]
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def findings(r: dict) -> list[str]:
+    """Plain statements derived from the measured numbers."""
+    out = []
+    an = r.get("analyze", {})
+    cka = an.get("blocks", {}).get("cka")
+    if cka:
+        spans = ", ".join(f"{b[0]}–{b[-1]}" if len(b) > 1 else f"{b[0]}" for b in cka["blocks"])
+        out.append(f"Linear CKA splits hidden states 1–{r['num_layers']} into {len(cka['blocks'])} "
+                   f"block(s): {spans}.")
+    if an.get("robustness"):
+        out.append(f"Outlier channels: {an['robustness']}.")
+    pr = r.get("prune")
+    if pr:
+        thr = pr["threshold"]
+        t = pr["teacher"]["test_accuracy"]
+        out.append(f"The teacher (frozen encoder + trained head) reaches {_pct(t)} test accuracy "
+                   f"(chance {_pct(pr['task'].get('chance'))}).")
+        for variant, label in (("no_refit", "without post-training"), ("refit", "with only the head re-fitted")):
+            d = pr["summary"].get(variant)
+            if not d:
+                continue
+            best = max(d.values())
+            ours = {k: v for k, v in d.items() if k not in PAPER}
+            paper = {k: v for k, v in d.items() if k in PAPER}
+            who = ", ".join(k for k, v in d.items() if v == best)
+            msg = (f"Pruning {label}: at most {best} of {r['num_layers']} layers can go at ≥ "
+                   f"{100 * thr:.0f}% capacity on test ({who}).")
+            if ours and paper:
+                msg += (f" Our best strategy deletes {max(ours.values())}, the paper's best "
+                        f"{max(paper.values())}.")
+            out.append(msg)
+    rows = r.get("compare", {}).get("rows", [])
+    for kind in ("mimic", "shared", "pruned"):
+        cand = [x for x in rows if x["kind"] == kind]
+        if not cand:
+            continue
+        b = max(cand, key=lambda x: (x["capacity"] or 0))
+        out.append(f"Best {kind} variant by capacity: {b['variant']}: {_pct(b['capacity'])} capacity, "
+                   f"stack at {_pct(b['stack_ratio'])} of the teacher's, {b['speedup']:.1f}× the "
+                   f"teacher's speed at batch 1.")
+    wer = r.get("wer", {}).get("wer")
+    if wer:
+        best = min((v, k) for k, v in wer.items() if k != "teacher") if len(wer) > 1 else None
+        msg = f"Word error rate on {r['wer']['clips']} synth-sentences clips: teacher {_pct(wer['teacher'])}"
+        if best:
+            msg += f"; best compressed encoder {best[1]} {_pct(best[0])}"
+        out.append(msg + ".")
+    return out
+
+
+def write_report(r: dict, out: Path) -> Path:
+    cfg = r["config"]
+    page = Page(f"stackslim study: {r['model']} on {r['data']}",
+                f"{r['family']} encoder, {r['num_layers']} layers; task {cfg['task']}; "
+                f"{r['clips_in_data']} clips in the data set ({cfg['max_clips']} used for training and "
+                f"evaluation); stackslim {r['versions']['stackslim']}, torch {r['versions']['torch']}, "
+                f"{r['versions']['cpus']} CPUs.")
+    page.heading("Findings", "findings")
+    page.bullets(findings(r), "findings")
+
+    page.heading("Every variant side by side", "table")
+    rows = r.get("compare", {}).get("rows", [])
+    page.table(rows, COLUMNS)
+    page.paragraph(
+        "Parameters count unique stored tensors of the encoder (front end + stack; a shared tensor once). "
+        "Bytes: the encoder saved as safetensors (mimic and shared: their own saved folders). Latency: "
+        f"audio → logits on {r.get('compare', {}).get('latency_clips', '?')} test clips, median of 5 "
+        "round-robin repeats after a warm-up, all variants interleaved in one run, "
+        f"{r.get('compare', {}).get('threads', '?')} torch threads. Accuracy on the test split (speakers "
+        "never seen in training); capacity = accuracy / the frozen-encoder teacher's accuracy on the same "
+        "split. Pruned variants: each strategy's deletion count chosen on validation at ≥ 95% capacity, "
+        "no post-training. WER: the original Whisper decoder reading each encoder's states.", "note")
+
+    page.heading("Layer similarity and blocks", "similarity")
+    an = out / "analyze"
+    page.images([(an / "heatmap_cka.png", "linear CKA (pooled, whole data set)"),
+                 (an / "heatmap_cosine.png", "cosine"), (an / "heatmap_mknn.png", "mutual kNN (k = 8)")])
+    bi = r.get("analyze", {}).get("block_influence", {})
+    if bi:
+        page.table([{"layer": i + 1, **{m: v[i] for m, v in bi.items()}}
+                    for i in range(len(next(iter(bi.values()))))],
+                   [("layer", "Layer"), ("cosine", "Block Influence (cosine)"),
+                    ("mknn", "Block Influence (mutual kNN)")])
+
+    page.heading("Pruning curves", "pruning")
+    page.images([(out / "prune" / "pruning.png", "test accuracy against deleted layers, per strategy")])
+    pr = r.get("prune")
+    if pr:
+        rows2 = [{"strategy": n, "family": s["family"], "order": " ".join(map(str, s["order"])),
+                  "no_refit": pr["summary"].get("no_refit", {}).get(n),
+                  "refit": pr["summary"].get("refit", {}).get(n)} for n, s in pr["strategies"].items()]
+        page.table(rows2, [("strategy", "Strategy"), ("family", "From"), ("order", "Deletion order"),
+                           ("no_refit", "Deletable, no post-training"), ("refit", "Deletable, head re-fitted")])
+
+    page.heading("How this was measured", "method")
+    page.bullets([
+        "Similarity: stackslim analyze, pooled view (mean over valid frames), exact over "
+        f"{r.get('analyze', {}).get('clips', '?')} clips in one streaming pass; blocks by exact dynamic-"
+        "programming segmentation with BIC.",
+        "Pruning: orders scored on the validation split only; curves on test.",
+        f"Mimic and share: trained with a {cfg['train_minutes']}-minute budget per stage on this CPU.",
+        f"Steps run now: {', '.join(r['steps_run']) or 'none'}; reused from an earlier run: "
+        f"{', '.join(r['steps_skipped']) or 'none'}.",
+    ])
+    return page.write(out / "report.html")
