@@ -44,7 +44,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if value != value:  # NaN never shown as a number
             return "–"
-        return f"{value:,.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}g}"
+        return f"{value:,.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
     return str(value)
 
 
