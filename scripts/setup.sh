@@ -9,6 +9,8 @@ need_apt=()
 for tool in espeak-ng flite sox; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
+# chromium only renders the report in a test (skipped without it)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "[setup] installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

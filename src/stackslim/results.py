@@ -9,10 +9,12 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 class OutputError(ValueError):
@@ -93,3 +95,26 @@ def provenance() -> dict:
         "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
     }
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name beside `path`; on success it replaces `path`.
+
+        with atomic_dir(out / "model") as tmp:
+            save_things(tmp)          # a crash here leaves `out / "model"` as it was
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"output {str(p)!r} exists and is not a folder")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if p.exists():
+            shutil.rmtree(p)
+        os.replace(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
