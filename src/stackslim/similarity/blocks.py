@@ -12,6 +12,7 @@ contiguous blocks of mutually similar states:
        RSS_m = sum_{p<q} (S_pq - mean_{block(p), block(q)})^2,
        BIC_m = N ln(max(RSS_m / N, noise_floor^2)) + P_m ln N,
    with P_m the number of (block, block) groups that hold entries. The smallest BIC wins;
+   saturated models (P_m >= N, e.g. every state its own block) are excluded;
    `noise_floor` keeps a perfectly block-constant matrix from giving ln 0 (similarities are
    not known more precisely than that).
 3. Each boundary gets a contrast score: mean similarity inside the two blocks it separates
@@ -65,7 +66,7 @@ class Blocks:
     def to_json(self) -> dict[str, Any]:
         return {"blocks": self.blocks, "boundaries": self.boundaries,
                 "boundary_scores": [float(s) for s in self.boundary_scores],
-                "bic": [float(b) for b in self.bic], "method": self.method}
+                "bic": [float(b) if np.isfinite(b) else None for b in self.bic], "method": self.method}
 
 
 def _check_matrix(S: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -159,7 +160,10 @@ def find_blocks(S: np.ndarray | torch.Tensor, num_blocks: int | None = None,
     for m in candidates:
         if N:
             rss, P = _block_model_rss(A, segs_by_m[m])
-            bic.append(N * np.log(max(rss / N, noise_floor ** 2)) + P * np.log(N))
+            # a model with as many parameters as entries fits anything (RSS = 0): it has no
+            # residual to judge it by, so it is never chosen (else L singletons always win)
+            bic.append(N * np.log(max(rss / N, noise_floor ** 2)) + P * np.log(N) if P < N or m == 1
+                       else float("inf"))
     if num_blocks:
         m_best, how = num_blocks, f"fixed num_blocks={num_blocks}"
     elif N == 0:
