@@ -1,0 +1,385 @@
+"""Mimicking layers on a real model: the paper's grid against the teacher and the best pruned model.
+
+Command (the run in bench/results/mimic.md)::
+
+    .venv/bin/python bench/mimic.py --long transformer,1,512,8,3
+
+(defaults: --model whisper-base --data synth-commands --task word --grid quick). About 20 min
+for the grid on 2 shared cores when the teacher states must be computed (~10 of them), ~12 min
+once they are cached; each --long variant adds its budget.
+
+What it does, on this machine's CPU (torch threads: --threads, default 1: the machine's two
+cores are shared, and one thread gives steadier timings):
+
+1. Teacher = the frozen encoder + the paper's head fitted on its cached last states.
+   Splits: speaker-disjoint train / validation / test (seed 0); validation is subsampled to
+   --val-clips (it only drives early stopping); test is complete.
+2. One teacher pass per clip caches the front-end features (before positions), the state at
+   the first block's end (for 2 layers) and the last state; validation and test also keep every
+   hidden state, for pruning. The cache is saved to --cache and reused by later runs.
+3. Best pruned model: the paper's forward (delete layers 2, 3, ...) and backward (from the end)
+   orders, teacher head kept (no retraining), the most layers deleted with validation capacity
+   >= 95% (Block Influence and the other orders: `stackslim prune`).
+4. Mimic grid. --grid quick (default, to stay near 20 min on 2 shared cores): linear × 1 layer ×
+   z ∈ {32, 512, 2048}, linear × 2 × 512, transformer × 1 × 512, and the non-mimicker baseline
+   of linear × 1 × 512. --grid full: kind × layers × z ∈ {32, 512, 2048} (12) + the baselines of
+   linear × 1 × 512 and transformer × 1 × 512. Each variant: stage 1 (MSE on the train split + --unlabelled-clips clips of
+   synth-sentences' unlabelled pool), stage 2 (task loss), each stage bounded by epochs and a
+   time budget (--stage1-minutes, --stage2-minutes).
+5. Each row: parameters (whole, stack), bytes on disk, CPU ms per clip (batch 1 and batch 8,
+   audio → logits, median of 7 after 2 warm-ups; speed-ups against the teacher timed just
+   before each model), accuracy and capacity on test. Mimic models are saved next to the cache.
+
+Writes bench/results/mimic.json (after every row) and bench/results/mimic.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stackslim.data import default_cache_dir, load_dataset
+from stackslim.heads import accuracy, prepare_task
+from stackslim.mimic import MimicConfig, MimicData, MimicModel, cache_targets, find_boundary
+from stackslim.mimic.data import FEATURES, LAST
+from stackslim.mimic.evaluate import mimic_numbers, teacher_logits, teacher_numbers
+from stackslim.mimic.fit import accuracy_on, fit_teacher_head, stage1, stage2
+from stackslim.models import load_encoder
+from stackslim.models.cache import StateCache
+from stackslim.models.latency import clip_latency
+from stackslim.results import provenance, write_atomic, write_json
+
+ROOT = Path(__file__).resolve().parent
+Z_MID = 512  # whisper-base: d = 512 (the paper's 384 or 512 = d)
+QUICK = [("linear", 1, 512, False), ("linear", 1, 32, False), ("linear", 1, 2048, False),
+         ("linear", 2, 512, False), ("transformer", 1, 512, False), ("linear", 1, 512, True)]
+FULL = [(k, n, z, False) for k in ("linear", "transformer") for n in (1, 2) for z in (32, 512, 2048)] + [
+    ("linear", 1, 512, True), ("transformer", 1, 512, True)]
+
+
+def use_torch_mel(adapter) -> None:
+    """Whisper only: compute log-mel with the feature extractor's torch STFT instead of its numpy
+    one (same values to ~1e-6, about 80x faster on 1 s clips). The encoder adapter calls the numpy
+    one; at 30 ms per clip it would dominate a mimic model's latency. Applied to teacher, pruned
+    and mimic models alike, so the comparison stays fair."""
+    fe = getattr(adapter, "feature_extractor", None)
+    if fe is not None and hasattr(fe, "_torch_extract_fbank_features"):
+        fe._np_extract_fbank_features = fe._torch_extract_fbank_features
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.replace("×", "x")).strip("-").replace("--", "-")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def subsample(idx: list[int], n: int, seed: int) -> list[int]:
+    if not n or n >= len(idx):
+        return list(idx)
+    return sorted(np.random.default_rng(seed).choice(idx, n, replace=False).tolist())
+
+
+# -- caching -------------------------------------------------------------------------------
+def cache_all(enc, task, pool_idx, pool_ds, boundary, args) -> dict:
+    """Cached teacher states of every split and the pool; loaded from args.cache when it matches."""
+    key = {"model": args.model, "data": args.data, "task": args.task, "boundary": boundary,
+           "splits": {p: task.splits[p] for p in ("train", "validation", "test")},
+           "pool": pool_idx, "version": 1}
+    path = Path(args.cache)
+    if path.is_file():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("key") == key:
+            log(f"teacher states loaded from {path}")
+            return saved["caches"]
+        log(f"{path} holds other inputs: recomputing")
+    L = enc.num_layers
+    caches = {}
+    for part in ("train", "validation", "test"):
+        idx = task.splits[part]
+        t = time.monotonic()
+        caches[part] = cache_targets(enc, task.dataset.batches(idx, 16), boundary, total=len(idx),
+                                     desc=f"teacher {part}", also=range(1, L) if part != "train" else (),
+                                     progress=False)
+        log(f"cached {part}: {len(idx)} clips in {time.monotonic() - t:.0f} s")
+    if pool_idx:
+        t = time.monotonic()
+        caches["pool"] = cache_targets(enc, pool_ds.batches(pool_idx, 8), boundary, total=len(pool_idx),
+                                       desc="teacher pool", progress=False)
+        log(f"cached pool: {len(pool_idx)} clips in {time.monotonic() - t:.0f} s")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"key": key, "caches": {k: c.__dict__ for k, c in caches.items()}}, tmp)
+    os.replace(tmp, path)
+    return {k: c.__dict__ for k, c in caches.items()}
+
+
+# -- pruning (the paper's forward and backward orders, teacher head kept) ----------------------
+@torch.no_grad()
+def pruned_accuracy(enc, head, cache: StateCache, y: torch.Tensor, deleted: list[int]) -> float:
+    """Test/validation accuracy of the teacher's head with layers `deleted` (0-based) removed.
+
+    Deleting the last k layers needs no forward: the head reads final_norm(h_{L-k}) from the
+    cache. Other deletions run the kept layers on the cached features (+ positions)."""
+    L = enc.num_layers
+    if not deleted:
+        return accuracy(head, cache, y, which=LAST)
+    norm = enc.final_norm_module
+    suffix = sorted(deleted) == list(range(L - len(deleted), L))
+    preds = []
+    for s in range(0, len(cache), 32):
+        rows = range(s, min(s + 32, len(cache)))
+        if suffix:
+            h, n = cache.batch(L - len(deleted), rows)
+        else:
+            x, n = cache.batch(FEATURES, rows)
+            h = enc.add_positions(x, n)
+            ctx = enc.stack_context(h, n)
+            for i in range(L):
+                if i not in deleted:
+                    h = enc.run_layer(i, h, ctx)
+        if norm is not None:
+            h = norm(h)
+        preds.append(head(h, n).argmax(-1))
+    return float((torch.cat(preds) == y).float().mean())
+
+
+def best_pruning(enc, head, data: MimicData, threshold: float = 0.95) -> dict:
+    """Most layers deleted (forward or backward order, layer 1 kept) at validation capacity >= threshold."""
+    L = enc.num_layers
+    orders = {"forward": list(range(1, L)), "backward": list(range(L - 1, 0, -1))}
+    yv = data.y["validation"]
+    full = pruned_accuracy(enc, head, data.validation, yv, [])
+    best, curves = None, {}
+    for name, order in orders.items():
+        curve = [full]
+        for k in range(1, L):
+            curve.append(pruned_accuracy(enc, head, data.validation, yv, order[:k]))
+            if curve[-1] < threshold * full:  # stop at the first miss: deeper cuts only lose more
+                break
+        curves[name] = curve
+        k = max(k for k, a in enumerate(curve) if a >= threshold * full)
+        if best is None or (k, curve[k]) > (best[1], best[2]):
+            best = (name, k, curve[k])
+    name, k, val_acc = best
+    deleted = sorted(orders[name][:k])
+    return {"order": name, "deleted": k, "deleted_layers": [i + 1 for i in deleted],
+            "val_accuracy_curves": curves, "val_accuracy": val_acc,
+            "test_accuracy": pruned_accuracy(enc, head, data.test, data.y["test"], deleted),
+            "threshold": threshold}
+
+
+# -- rows -------------------------------------------------------------------------------------
+def row_from(name: str, numbers: dict, teacher: dict, teacher_acc: float, extra: dict,
+             paired: dict | None = None) -> dict:
+    """One table row; speed-ups use `paired` (the teacher timed just before this model, so that
+    both see the same load on a shared machine) when given."""
+    cap = numbers["accuracy"] / teacher_acc if teacher_acc else 0.0
+    stack_cut = 1 - numbers["params_stack"] / teacher["params_stack"]
+    ref = paired or teacher["latency"]
+    sp1 = ref["batch1_ms"] / numbers["latency"]["batch1_ms"]
+    spb = ref["batched_ms"] / numbers["latency"]["batched_ms"]
+    return {
+        "name": name, **extra,
+        "teacher_ms_per_clip_batch1_paired": round(ref["batch1_ms"], 3),
+        "teacher_ms_per_clip_batched_paired": round(ref["batched_ms"], 3),
+        "params": numbers["params"], "params_stack": numbers["params_stack"], "bytes": numbers["bytes"],
+        "ms_per_clip_batch1": round(numbers["latency"]["batch1_ms"], 3),
+        "ms_per_clip_batched": round(numbers["latency"]["batched_ms"], 3),
+        "stack_ms_per_clip_batch1": round(numbers["stack_latency"]["batch1_ms"], 3),
+        "speedup_batch1": round(sp1, 2), "speedup_batched": round(spb, 2),
+        "stack_reduction": round(stack_cut, 4),
+        "accuracy": round(numbers["accuracy"], 4), "capacity": round(cap, 4),
+        "goal": {"capacity_95": cap >= 0.95, "stack_90_smaller": stack_cut >= 0.90,
+                 "pipeline_5x_faster": sp1 >= 5.0},
+        "units": {"params": "count", "bytes": "bytes", "ms_per_clip_*": "ms per clip (median)",
+                  "speedup_*": "teacher ms (timed just before this model) / this ms", "capacity": "accuracy / teacher accuracy"},
+    }
+
+
+def markdown(doc: dict) -> str:
+    inp = doc["inputs"]
+    lines = [
+        f"# Mimicking layers: {inp['model']} on {inp['data']} ({inp['task']})", "",
+        f"Command: `{doc['command']}`  ",
+        f"Machine: {doc['machine']['cpu']} ({doc['machine']['cpus']} CPUs, torch threads "
+        f"{doc['machine']['torch_threads']}), shared with other work. Clips: train {inp['clips']['train']}, "
+        f"validation {inp['clips']['validation']}, test {inp['clips']['test']}, unlabelled pool "
+        f"{inp['clips']['pool']}; 2-layer target: hidden state {inp['boundary']['boundary']} "
+        f"({inp['boundary']['how']}). Latency: audio → logits, 1 s clips, median ms per clip of "
+        f"{inp['latency_repeats']} after 2 warm-ups, batch 1 and batch {inp['latency_batch']}; "
+        f"Whisper log-mel: {inp.get('log_mel', 'numpy')} implementation for every model.", "",
+        "| variant | params | stack params | stack cut | MB on disk | ms/clip b1 | ms/clip b8 | "
+        "speed-up b1 | speed-up b8 | accuracy | capacity | stage 1 / 2 epochs | goal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in doc["rows"]:
+        t = r.get("training", {})
+        ep = f"{t.get('stage1_epochs', '-')} / {t.get('stage2_epochs', '-')}" if t else ""
+        missed = [k for k, v in r["goal"].items() if not v]
+        goal = "met" if not missed else "missed: " + ", ".join(missed)
+        lines.append(
+            f"| {r['name']} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
+            f"{r['bytes'] / 1e6:.2f} | {r['ms_per_clip_batch1']:.2f} | {r['ms_per_clip_batched']:.2f} | "
+            f"{r['speedup_batch1']:.1f}× | {r['speedup_batched']:.1f}× | {r['accuracy']:.4f} | "
+            f"{r['capacity']:.1%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
+    lines += ["", "Goal: capacity ≥ 95%, stack ≥ 90% smaller, pipeline ≥ 5× faster at batch 1. "
+              "Speed-ups divide by the teacher timed just before each model (the machine is shared and its "
+              "load varies). Stack cut: 1 − stack parameters / the teacher's. Pruned: the paper's forward and backward "
+              "orders, teacher head kept, most layers deleted at validation capacity ≥ 95%. "
+              f"Total time {doc['seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="whisper-base")
+    p.add_argument("--data", default="synth-commands")
+    p.add_argument("--task", default="word")
+    p.add_argument("--grid", choices=("quick", "full"), default="quick")
+    p.add_argument("--train-clips", type=int, default=0, help="0: the whole train split")
+    p.add_argument("--val-clips", type=int, default=400)
+    p.add_argument("--unlabelled", default="synth-sentences")
+    p.add_argument("--unlabelled-clips", type=int, default=300)
+    p.add_argument("--stage1-epochs", type=int, default=20)
+    p.add_argument("--stage2-epochs", type=int, default=20)
+    p.add_argument("--stage1-minutes", type=float, default=1.5)
+    p.add_argument("--stage2-minutes", type=float, default=0.75)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--latency-batch", type=int, default=8)
+    p.add_argument("--latency-repeats", type=int, default=7)
+    p.add_argument("--cache", default=str(default_cache_dir() / "bench" / "mimic-states.pt"))
+    p.add_argument("--out", default=str(ROOT / "results"))
+    p.add_argument("--long", action="append", default=[], metavar="KIND,LAYERS,Z,MIN1,MIN2",
+                   help="an extra variant with its own stage budgets in minutes, e.g. "
+                        "transformer,1,512,8,3 (repeatable)")
+    p.add_argument("--mel", choices=("torch", "numpy"), default="torch",
+                   help="Whisper log-mel implementation for every model (see use_torch_mel)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.monotonic()
+    out = Path(args.out)
+    command = "python bench/mimic.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    enc = load_encoder(args.model)
+    fast_mel = use_torch_mel if args.mel == "torch" else (lambda adapter: None)
+    fast_mel(enc)
+    task = prepare_task(args.data, args.task, seed=0)
+    task.splits["validation"] = subsample(task.splits["validation"], args.val_clips, 1)
+    task.splits["train"] = subsample(task.splits["train"], args.train_clips, 2)
+    pool_ds, pool_idx = None, []
+    if args.unlabelled and args.unlabelled_clips:
+        pool_ds = load_dataset(args.unlabelled)
+        pool = [i for i, c in enumerate(pool_ds.clips) if c.extra.get("split", "pool") == "pool"]
+        pool_idx = subsample(pool, args.unlabelled_clips, 3)
+    log(f"{enc.name}: {enc.num_layers} layers; {task.describe()}")
+
+    b, binfo = find_boundary(enc, task.dataset.batches(subsample(task.splits["train"], 128, 4), 16),
+                             progress=False)
+    binfo = {k: v for k, v in binfo.items() if k != "cka"} | {"cka": np.round(binfo["cka"], 4).tolist()}
+    log(f"2-layer target: hidden state {b} ({binfo['how']})")
+    caches = cache_all(enc, task, pool_idx, pool_ds, b, args)
+    caches = {k: StateCache(**v) for k, v in caches.items()}
+    data = MimicData(train=caches["train"], validation=caches["validation"], test=caches["test"],
+                     y={p: task.y(p) for p in ("train", "validation", "test")},
+                     unlabelled=caches.get("pool"), boundary=b, num_layers=enc.num_layers)
+
+    base_cfg = MimicConfig(epochs=args.stage1_epochs, task_epochs=args.stage2_epochs, head_epochs=50,
+                           batch_size=32, patience=4)
+    head, head_log = fit_teacher_head(data, task.num_classes, base_cfg, progress=False)
+    teacher_acc = accuracy(head, data.test, data.y["test"], which=LAST)
+    waves = [task.dataset.load(i) for i in task.splits["test"][: args.latency_batch]]
+    teacher = teacher_numbers(enc, head, waves, teacher_acc, repeats=args.latency_repeats)
+    log(f"teacher: accuracy {teacher_acc:.4f}, {teacher['latency']['batch1_ms']:.1f} ms/clip at batch 1")
+
+    doc = {
+        "command": command,
+        "machine": {"cpu": platform.processor() or platform.machine(), **provenance()},
+        "inputs": {"model": args.model, "data": args.data, "task": args.task,
+                   "clips": {"train": len(data.train), "validation": len(data.validation),
+                             "test": len(data.test), "pool": len(pool_idx)},
+                   "classes": task.num_classes, "chance": task.chance, "boundary": binfo,
+                   "grid": args.grid, "stage1": {"epochs": args.stage1_epochs, "minutes": args.stage1_minutes},
+                   "stage2": {"epochs": args.stage2_epochs, "minutes": args.stage2_minutes},
+                   "log_mel": args.mel, "latency_batch": args.latency_batch, "latency_repeats": args.latency_repeats,
+                   "teacher_head": head_log.to_json()},
+        "rows": [row_from("teacher", teacher, teacher, teacher_acc, {"kind": "teacher"})],
+        "seconds": 0.0,
+    }
+
+    def flush() -> None:
+        doc["seconds"] = round(time.monotonic() - t0, 1)
+        write_json(out / "mimic.json", doc)
+        write_atomic(out / "mimic.md", markdown(doc))
+
+    pr = best_pruning(enc, head, data)
+    pruned_enc = enc.without_layers([i - 1 for i in pr["deleted_layers"]])
+    fast_mel(pruned_enc)
+    teacher_fn = teacher_logits(enc, head)
+
+    def paired() -> dict:
+        return clip_latency(teacher_fn, waves, len(waves), repeats=args.latency_repeats)
+
+    ref = paired()
+    pn = teacher_numbers(pruned_enc, head, waves, pr["test_accuracy"], repeats=args.latency_repeats)
+    doc["rows"].append(row_from(f"pruned ({pr['order']}, layers {pr['deleted_layers'] or 'none'} deleted)", pn,
+                                teacher, teacher_acc, {"kind": "pruned", "pruning": pr}, ref))
+    del pruned_enc
+    log(f"pruned: {pr}")
+    flush()
+
+    variants = [(k, n, z, b, args.stage1_minutes, args.stage2_minutes)
+                for k, n, z, b in (QUICK if args.grid == "quick" else FULL)]
+    for spec in args.long:
+        k, n, z, m1, m2 = spec.split(",")
+        variants.append((k, int(n), int(z), False, float(m1), float(m2)))
+    for kind, layers, z, baseline, min1, min2 in variants:
+        name = f"{kind} × {layers}, z={z}" + (" (baseline: no stage 1)" if baseline else "")
+        if (min1, min2) != (args.stage1_minutes, args.stage2_minutes):
+            name += f" (budget {min1:g} + {min2:g} min)"
+        cfg = MimicConfig(kind=kind, layers=layers, hidden=z, baseline=baseline,
+                          epochs=args.stage1_epochs, task_epochs=args.stage2_epochs,
+                          batch_size=32, patience=4)
+        model = MimicModel.from_teacher(enc, head, kind, layers, z, class_names=task.names, seed=0)
+        t = time.monotonic()
+        s1 = None
+        if not baseline:
+            s1 = stage1(model, data, dataclasses.replace(cfg, max_minutes=min1),
+                        progress=False)
+        s2 = stage2(model, data, dataclasses.replace(cfg, max_minutes=min2),
+                    progress=False)
+        secs = time.monotonic() - t
+        acc = accuracy_on(model, data.test, data.y["test"])
+        folder = Path(args.cache).parent / "mimic-models" / slug(name)
+        model.save(folder)
+        again = MimicModel.load(folder)  # the saved artefact is what is timed
+        fast_mel(again.front)
+        ref = paired()
+        numbers = mimic_numbers(again, waves, folder, acc, repeats=args.latency_repeats)
+        training = {"stage1_epochs": s1.epochs_run if s1 else 0, "stage1_stopped_by": s1.stopped_by if s1 else None,
+                    "stage1_val_mse": -s1.best_score if s1 else None,
+                    "stage2_epochs": s2.epochs_run, "stage2_stopped_by": s2.stopped_by,
+                    "stage2_val_accuracy": s2.best_score, "seconds": round(secs, 1)}
+        row = row_from(name, numbers, teacher, teacher_acc,
+                       {"kind": kind, "layers": layers, "hidden": z, "baseline": baseline,
+                        "training": training | {"budget_minutes": [min1, min2]},
+                        "saved_to": str(folder)}, ref)
+        doc["rows"].append(row)
+        log(f"{name}: accuracy {acc:.4f} capacity {row['capacity']:.1%}, "
+            f"{row['speedup_batch1']:.1f}x faster, stack cut {row['stack_reduction']:.1%} ({secs:.0f} s)")
+        flush()
+    flush()
+    log(f"done in {doc['seconds'] / 60:.1f} min -> {out / 'mimic.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

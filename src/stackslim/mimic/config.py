@@ -1,0 +1,99 @@
+"""Configuration of a mimic run (one definition for the CLI flags and Python callers).
+
+Command::
+
+    stackslim mimic whisper-base synth-commands --out runs/mimic \\
+        --kind linear --layers 1 --hidden 512 --unlabelled synth-sentences
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..train import TrainConfig
+from .layers import KINDS
+
+
+class MimicError(ValueError):
+    """A mimic option or saved mimic model that cannot be used (one-line message)."""
+
+
+@dataclass(frozen=True)
+class MimicConfig:
+    """Mimicking layers replacing a speech encoder's stack, trained in two stages.
+
+    Stage 1: MSE of every frame to the teacher's hidden states (no labels: the train split plus
+    `unlabelled`). Stage 2: cross-entropy through the teacher's head, head and mimic layers
+    trained, early stopping on validation accuracy. `baseline` skips stage 1 (the paper's
+    "non-mimicker": random mimic layers trained on the task only).
+
+    Command: ``stackslim mimic MODEL DATA --out DIR --kind linear --layers 1 --hidden 512``
+    """
+
+    kind: str = field(default="linear", metadata={
+        "help": "mimicking layer: frame-wise bottleneck MLP or one Transformer encoder layer",
+        "choices": KINDS})
+    layers: int = field(default=1, metadata={
+        "help": "number of mimicking layers; with 2 the first mimics the end of the first block",
+        "choices": (1, 2)})
+    hidden: int = field(default=512, metadata={
+        "help": "z: bottleneck width (linear) or feed-forward size (transformer)"})
+    heads: int = field(default=0, metadata={
+        "help": "attention heads of the transformer kind (0: the teacher's number of heads)"})
+    positions: bool = field(default=False, metadata={
+        "help": "add the family's positional encoding before the mimic layers (the paper: no)"})
+    boundary: int = field(default=0, metadata={
+        "help": "hidden state the first of 2 layers mimics (0: end of the first block found by "
+                "stackslim.similarity; round(2L/3) if no block boundary is found)"})
+    block_clips: int = field(default=256, metadata={
+        "help": "train clips used to find the blocks (2 layers, boundary 0)"})
+    baseline: bool = field(default=False, metadata={
+        "help": "non-mimicker baseline: skip stage 1, train random mimic layers on the task"})
+    task: str = field(default="word", metadata={"help": "task column to classify (word, speaker, ...)"})
+    max_clips: int = field(default=0, metadata={
+        "help": "seeded subset of the data set for quick runs (0: every clip)"})
+    unlabelled: str = field(default="", metadata={
+        "help": "extra audio for stage 1 (a data set spec; labels ignored), e.g. synth-sentences"})
+    max_unlabelled: int = field(default=0, metadata={
+        "help": "use at most this many unlabelled clips (0: all)"})
+    epochs: int = field(default=30, metadata={"help": "stage 1 (MSE) maximum epochs"})
+    task_epochs: int = field(default=30, metadata={"help": "stage 2 (task loss) maximum epochs"})
+    head_epochs: int = field(default=30, metadata={"help": "teacher head maximum epochs"})
+    lr: float = field(default=1e-3, metadata={"help": "stage 1 AdamW learning rate"})
+    task_lr: float = field(default=3e-4, metadata={"help": "stage 2 AdamW learning rate"})
+    batch_size: int = field(default=32, metadata={"help": "clips per training step"})
+    patience: int = field(default=5, metadata={"help": "epochs without validation gain before stopping"})
+    max_minutes: float = field(default=0.0, metadata={"help": "time budget per stage in minutes (0: none)"})
+    encode_batch: int = field(default=16, metadata={"help": "clips per teacher forward when caching"})
+    latency_batch: int = field(default=8, metadata={"help": "clips in the batched latency measurement"})
+    latency_repeats: int = field(default=7, metadata={"help": "timed repeats per latency measurement"})
+    seed: int = field(default=0, metadata={"help": "split, init and shuffling seed"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise MimicError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.layers not in (1, 2):
+            raise MimicError(f"--layers must be 1 or 2, got {self.layers}")
+        for name in ("hidden", "batch_size", "encode_batch", "latency_batch", "latency_repeats",
+                     "block_clips"):
+            if getattr(self, name) < 1:
+                raise MimicError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("heads", "boundary", "max_clips", "max_unlabelled", "epochs", "task_epochs",
+                     "head_epochs", "patience"):
+            if getattr(self, name) < 0:
+                raise MimicError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.task_lr <= 0:
+            raise MimicError("learning rates must be > 0")
+        if self.max_minutes < 0:
+            raise MimicError(f"--max-minutes must be >= 0, got {self.max_minutes}")
+
+    def stage1(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           patience=self.patience, max_minutes=self.max_minutes, seed=self.seed)
+
+    def stage2(self) -> TrainConfig:
+        return TrainConfig(epochs=self.task_epochs, batch_size=self.batch_size, lr=self.task_lr,
+                           patience=self.patience, max_minutes=self.max_minutes, seed=self.seed)
+
+    def head(self) -> TrainConfig:
+        return TrainConfig(epochs=self.head_epochs, batch_size=self.batch_size,
+                           patience=self.patience, seed=self.seed)

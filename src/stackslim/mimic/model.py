@@ -1,0 +1,280 @@
+"""The mimic model: the teacher's front end + 1 or 2 mimicking layers + the task head.
+
+    model = MimicModel.from_teacher(enc, head, kind="linear", num_layers=1, hidden=512)
+    logits = model(waves)                  # (B, C) from a list of 16 kHz clips
+    model.predict(waves)                   # class names
+    model.save("out/model"); MimicModel.load("out/model")
+
+Front end: a copy of the teacher's encoder adapter with every layer removed (for Whisper the
+encoder alone, no decoder), frozen. The mimic layers read its output *before* positional
+encoding (Whisper: after conv2's GELU; wav2vec2 family: after the feature projection), as in
+the paper. With ``positions=True`` the family's own positional encoding is added first
+(Whisper's table of positions; wav2vec2's positional convolution and, for post-LN layouts,
+its LayerNorm) and saved with the model.
+
+Saved format (a folder): ``mimic.json`` (the config, the front end's Hugging Face config, the
+class names) and ``model.safetensors`` with keys ``front_end.*`` (only the front-end tensors
+the model uses), ``layers.<i>.*`` and ``head.*``. Loading asserts every key and shape.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..heads import ClassifierHead
+from ..models.base import Encoder, as_waves
+from ..models.latency import count_params
+from .config import MimicError
+from .data import check_encoder
+from .layers import make_layer
+
+FORMAT = 1
+CONFIG_FILE = "mimic.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def front_end_copy(enc: Encoder) -> Encoder:
+    """A frozen copy of `enc` with its whole stack removed (Whisper: the encoder, no decoder)."""
+    check_encoder(enc)
+    if enc.family == "whisper":
+        from ..models.whisper import WhisperEncoderAdapter
+
+        mod = enc.encoder_module
+        stack = mod.layers
+        mod.layers = nn.ModuleList()  # do not copy the stack only to throw it away
+        try:
+            new = copy.deepcopy(mod)
+        finally:
+            mod.layers = stack
+        new.config = copy.deepcopy(new.config)
+        new.config.encoder_layers = 0
+        front: Encoder = WhisperEncoderAdapter(new, name=enc.name, mode=enc.mode)
+    else:
+        front = enc.without_layers(range(enc.num_layers))
+    front.model.eval()
+    for p in front.parameters():
+        p.requires_grad_(False)
+    return front
+
+
+def used_prefixes(front: Encoder, positions: bool) -> tuple[str, ...]:
+    """State-dict prefixes (relative to `front.model`) of the front-end modules the model runs."""
+    if front.family == "whisper":
+        return ("conv1.", "conv2.") + (("embed_positions.",) if positions else ())
+    keep = ("feature_extractor.", "feature_projection.")
+    if positions:
+        keep += ("encoder.pos_conv_embed.",)
+        if not front.stable_layer_norm:
+            keep += ("encoder.layer_norm.",)
+    return keep
+
+
+def _front_end_from_config(meta: dict) -> Encoder:
+    """Rebuild the zero-layer front end from its saved Hugging Face config (weights follow)."""
+    from transformers import AutoConfig, AutoModel
+
+    from ..models.io import wrap_model
+    from ..models.whisper import WhisperEncoderAdapter
+
+    hf = dict(meta["hf_config"])
+    cfg = AutoConfig.for_model(hf.pop("model_type"), **hf)
+    if cfg.model_type == "whisper":
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoderAdapter(WhisperEncoder(cfg), name=meta["name"], mode=meta["mode"])
+    return wrap_model(AutoModel.from_config(cfg), name=meta["name"],
+                      do_normalize=meta["do_normalize"])
+
+
+class MimicModel(nn.Module):
+    """Front end (frozen) → mimic layers → classifier head.
+
+    Args:
+        front: the zero-layer front end (`front_end_copy`).
+        layers: 1 or 2 mimicking layers, (B, T, d) → (B, T, d) each.
+        head: the task head, reading the last mimic layer's output.
+        kind, hidden, heads: how the layers were built (kept for saving).
+        positions: add the family's positional encoding before the layers.
+        class_names: names of the head's classes (for `predict`).
+        info: free-form provenance saved with the model (teacher name, boundary, ...).
+    """
+
+    def __init__(self, front: Encoder, layers: nn.ModuleList, head: ClassifierHead, kind: str,
+                 hidden: int, heads: int = 0, positions: bool = False,
+                 class_names: Sequence[str] | None = None, info: dict | None = None):
+        super().__init__()
+        if not 1 <= len(layers) <= 2:
+            raise MimicError(f"a mimic model has 1 or 2 layers, got {len(layers)}")
+        self.front, self.layers, self.head = front, layers, head
+        self.kind, self.hidden, self.heads, self.positions = kind, hidden, heads, positions
+        self.class_names = list(class_names) if class_names is not None else None
+        self.info = dict(info or {})
+
+    @classmethod
+    def from_teacher(cls, enc: Encoder, head: ClassifierHead, kind: str = "linear",
+                     num_layers: int = 1, hidden: int = 512, heads: int = 0,
+                     positions: bool = False, class_names: Sequence[str] | None = None,
+                     info: dict | None = None, seed: int = 0) -> "MimicModel":
+        """Front end copied from `enc`, new mimic layers (seeded init), a copy of `head`."""
+        d = enc.hidden_size
+        if head.hidden_size != d:
+            raise MimicError(f"head reads size {head.hidden_size}, the encoder gives {d}")
+        if kind == "transformer" and not heads:
+            cfg = enc.model.config
+            heads = int(getattr(cfg, "num_attention_heads", 0) or getattr(cfg, "encoder_attention_heads", 0))
+        torch.manual_seed(seed)
+        try:
+            layers = nn.ModuleList(make_layer(kind, d, hidden, heads) for _ in range(num_layers))
+        except ValueError as e:
+            raise MimicError(str(e)) from e
+        return cls(front_end_copy(enc), layers, copy.deepcopy(head), kind, hidden,
+                   heads if kind == "transformer" else 0, positions, class_names,
+                   dict(info or {}, teacher=enc.name, teacher_layers=enc.num_layers))
+
+    # -- running -----------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "MimicModel":
+        super().train(mode)
+        self.front.eval()  # frozen: no dropout in the front end, ever
+        return self
+
+    @property
+    def hidden_size(self) -> int:
+        return self.front.hidden_size
+
+    def features(self, waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Front end before positions: (B, T, d) and lengths (B,)."""
+        return self.front.features(as_waves(waves))
+
+    def mimic_states(self, h: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of every mimic layer (each (B, T, d)) from features h (B, T, d)."""
+        x = self.front.add_positions(h, lengths) if self.positions else h
+        outs = []
+        for layer in self.layers:
+            x = layer(x, lengths)
+            outs.append(x)
+        return outs
+
+    def logits_from_features(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits from cached features h (B, T, d)."""
+        return self.head(self.mimic_states(h, lengths)[-1], lengths)
+
+    def forward(self, waves: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
+        """(B, C) logits for a batch of 16 kHz mono clips (a list of 1-D arrays)."""
+        h, n = self.features(waves)
+        return self.logits_from_features(h, n)
+
+    @torch.inference_mode()
+    def predict(self, waves: Sequence[np.ndarray | torch.Tensor]) -> list:
+        """The predicted class of every clip: its name, or its id when names are unknown."""
+        self.eval()
+        ids = self(waves).argmax(-1).tolist()
+        return [self.class_names[i] for i in ids] if self.class_names else ids
+
+    # -- size ----------------------------------------------------------------------------
+    def front_end_state(self) -> dict[str, torch.Tensor]:
+        """The front-end tensors the model runs (keys relative to the HF module)."""
+        keep = used_prefixes(self.front, self.positions)
+        return {k: v for k, v in self.front.model.state_dict().items() if k.startswith(keep)}
+
+    def num_params(self, part: str = "all") -> int:
+        """Unique parameters of "all", "front_end" (only what runs), "stack" (mimic layers), "head"."""
+        keep = used_prefixes(self.front, self.positions)
+        front = [p for k, p in self.front.model.named_parameters() if k.startswith(keep)]
+        parts = {"front_end": [front], "stack": [self.layers], "head": [self.head]}
+        if part == "all":
+            return count_params(front, self.layers, self.head)
+        if part not in parts:
+            raise ValueError(f"part must be all, front_end, stack or head, got {part!r}")
+        return count_params(*parts[part])
+
+    # -- saving --------------------------------------------------------------------------
+    def config(self) -> dict:
+        front = self.front
+        hf = front.model.config.to_dict()
+        for k in ("architectures", "transformers_version", "_name_or_path"):
+            hf.pop(k, None)
+        return {
+            "format": FORMAT, "kind": self.kind, "num_layers": len(self.layers),
+            "hidden": self.hidden, "heads": self.heads, "positions": self.positions,
+            "hidden_size": self.hidden_size, "head": self.head.config(),
+            "class_names": self.class_names, "info": self.info,
+            "front_end": {"family": front.family, "name": front.name,
+                          "mode": getattr(front, "mode", None),
+                          "do_normalize": getattr(front, "do_normalize", True),
+                          "hf_config": hf},
+        }
+
+    def state_for_saving(self) -> dict[str, torch.Tensor]:
+        sd = {f"front_end.{k}": v for k, v in self.front_end_state().items()}
+        sd.update({f"layers.{k}": v for k, v in self.layers.state_dict().items()})
+        sd.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        return {k: v.detach().contiguous().cpu().clone() for k, v in sd.items()}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the folder `path` (replaced atomically): mimic.json + model.safetensors."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise MimicError(f"output {str(path)!r} exists and is not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            save_file(self.state_for_saving(), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+            (tmp / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "MimicModel":
+        """Read a folder written by `save`; every tensor's key and shape is checked."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise MimicError(f"{path}: not a mimic model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        if meta.get("format") != FORMAT:
+            raise MimicError(f"{path}: mimic format {meta.get('format')!r}, this stackslim reads {FORMAT}")
+        front = _front_end_from_config(meta["front_end"])
+        front.model.eval()
+        for p in front.parameters():
+            p.requires_grad_(False)
+        layers = nn.ModuleList(make_layer(meta["kind"], meta["hidden_size"], meta["hidden"], meta["heads"])
+                               for _ in range(meta["num_layers"]))
+        h = meta["head"]
+        head = ClassifierHead(h["hidden_size"], h["num_classes"], h["proj_size"])
+        model = cls(front, layers, head, meta["kind"], meta["hidden"], meta["heads"],
+                    meta["positions"], meta["class_names"], meta["info"])
+        saved = load_file(str(path / WEIGHTS_FILE))
+        expected = model.state_for_saving()
+        missing = sorted(set(expected) - set(saved))
+        extra = sorted(set(saved) - set(expected))
+        if missing or extra:
+            raise MimicError(f"{path}: weights do not match the config (missing {missing[:3]}, "
+                             f"unexpected {extra[:3]})")
+        for k, v in saved.items():
+            if v.shape != expected[k].shape:
+                raise MimicError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+        strip = lambda prefix: {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}  # noqa: E731
+        front_sd = strip("front_end.")
+        res = front.model.load_state_dict(front_sd, strict=False)
+        assert not res.unexpected_keys, res.unexpected_keys
+        model.layers.load_state_dict(strip("layers."))
+        model.head.load_state_dict(strip("head."))
+        model.eval()
+        return model

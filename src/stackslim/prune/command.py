@@ -1,0 +1,42 @@
+"""`stackslim prune MODEL DATA --out DIR`: maps 1:1 to `stackslim.prune.prune`.
+
+    stackslim prune whisper-base synth-commands --out runs/prune --task word --threshold 0.95
+    stackslim prune random:wavlm my_data/ --out runs/p --strategies forward,greedy --finetune
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..config import add_config_args, config_from_args
+from .config import PruneConfig
+
+COMMAND = "prune"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """delete layers by each strategy: curves, pruning.json, pruning.png, the pruned model"""
+    parser.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
+    parser.add_argument("data", help="a data folder, a CSV manifest, or synth-commands")
+    parser.add_argument("--out", required=True, help="output folder")
+    add_config_args(parser, PruneConfig)
+
+
+def run(ns: argparse.Namespace) -> int:
+    from .pipeline import prune
+
+    cfg = config_from_args(PruneConfig, ns)
+    result = prune(ns.model, ns.data, ns.out, cfg)
+    t = result.teacher
+    print(f"teacher ({'fine-tuned' if t.finetuned else 'frozen encoder + head'}): test accuracy "
+          f"{t.test_accuracy:.4f}; layers deletable at capacity >= {cfg.threshold:g} (of "
+          f"{result.num_layers - 1} deletable):")
+    for variant, label in (("no_refit", "no post-training"), ("refit", "head re-fitted")):
+        d = result.deletable(variant)
+        if d:
+            print(f"  {label:17s} " + ", ".join(f"{k} {v}" for k, v in d.items()))
+    b = result.best
+    print(f"saved model: {b['strategy']} ({b['variant']}), layers {b['deleted_layers']} deleted, "
+          f"test accuracy {b['test_accuracy']:.4f} (capacity {b['test_capacity']:.3f})"
+          + ("" if cfg.save_model else " [not written: --no-save-model]"))
+    print(f"results: {ns.out}/pruning.json, {ns.out}/pruning.png" + (f", {ns.out}/model/" if cfg.save_model else ""))
+    return 0

@@ -1,0 +1,85 @@
+"""The configuration of `stackslim prune`.
+
+    stackslim prune whisper-base synth-commands --out runs/prune --task word \
+        --strategies forward,backward,bi,knn-bi,iterative,greedy,blocks --threshold 0.95
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import PruneError
+
+PAPER_STRATEGIES = ("forward", "backward", "bi", "knn-bi")
+OUR_STRATEGIES = ("iterative", "greedy", "blocks", "greedy-refit")
+ALL_STRATEGIES = PAPER_STRATEGIES + OUR_STRATEGIES
+DEFAULT_STRATEGIES = PAPER_STRATEGIES + ("iterative", "greedy", "blocks")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Layer deletion without retraining (Dorszewski et al. 2025), scored on validation only.
+
+    Exact command with the defaults (one flag per field)::
+
+        stackslim prune MODEL DATA --out DIR --task word \
+            --strategies forward,backward,bi,knn-bi,iterative,greedy,blocks --threshold 0.95
+
+    Layer 1 is never deleted (by any strategy): the deletable layers are 2..L.
+    """
+
+    task: str = field(default="word", metadata={
+        "help": "what to classify: word (splits disjoint by speaker), speaker (disjoint by word), "
+                "or any label column of the data set"})
+    strategies: tuple[str, ...] = field(default=DEFAULT_STRATEGIES, metadata={
+        "help": f"deletion orders to evaluate, of: {', '.join(ALL_STRATEGIES)}"})
+    threshold: float = field(default=0.95, metadata={
+        "help": "capacity (accuracy / teacher accuracy) a pruned model must keep, in (0, 1]"})
+    finetune: bool = field(default=False, metadata={
+        "help": "teacher = encoder stack fine-tuned end to end with the head (else: frozen encoder, "
+                "head trained on its last hidden state)"})
+    own_head: bool = field(default=True, metadata={
+        "help": "use the model's own head when the checkpoint has one (AutoModelForAudioClassification, "
+                "wav2vec2 family) instead of training the paper's head"})
+    refit: bool = field(default=True, metadata={
+        "help": "also give the curves with only the head re-fitted after each deletion"})
+    save_model: bool = field(default=True, metadata={"help": "write the best pruned model to DIR/model/"})
+    max_clips: int | None = field(default=None, metadata={
+        "help": "use a seeded random subset of this many clips (all when not given)"})
+    seed: int = field(default=0, metadata={"help": "splits, subsets, initialisation"})
+    batch_size: int = field(default=32, metadata={"help": "clips per forward pass"})
+    head_epochs: int = field(default=60, metadata={"help": "epochs to train the teacher's head"})
+    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the head"})
+    refit_epochs: int = field(default=30, metadata={"help": "epochs of each head re-fit (warm start)"})
+    finetune_epochs: int = field(default=3, metadata={"help": "epochs of end-to-end fine-tuning"})
+    finetune_lr: float = field(default=5e-5, metadata={"help": "learning rate of fine-tuning"})
+    finetune_layerdrop: float = field(default=0.0, metadata={
+        "help": "LayerDrop while fine-tuning: skip each layer but the first with this probability "
+                "per step (wav2vec 2.0 / HuBERT recipes: 0.05-0.1), for a teacher robust to deletion"})
+    finetune_minutes: float = field(default=0.0, metadata={"help": "fine-tuning time budget (0: none)"})
+    knn_k: int = field(default=8, metadata={"help": "neighbours of the mutual-kNN Block Influence"})
+    cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise PruneError(f"threshold must lie in (0, 1], got {self.threshold}")
+        strategies = tuple(self.strategies)
+        if not strategies:
+            raise PruneError(f"give at least one strategy, of: {', '.join(ALL_STRATEGIES)}")
+        unknown = [s for s in strategies if s not in ALL_STRATEGIES]
+        if unknown:
+            raise PruneError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(ALL_STRATEGIES)}")
+        if len(set(strategies)) != len(strategies):
+            raise PruneError(f"strategy listed twice: {', '.join(strategies)}")
+        object.__setattr__(self, "strategies", strategies)
+        for name in ("batch_size", "head_epochs", "refit_epochs", "knn_k", "cache_mb"):
+            if getattr(self, name) < 1:
+                raise PruneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_epochs < 0 or self.finetune_minutes < 0 or self.finetune_lr <= 0 or self.head_lr <= 0:
+            raise PruneError("fine-tuning epochs/minutes must be >= 0 and learning rates > 0")
+        if self.finetune and self.finetune_epochs < 1:
+            raise PruneError("finetune_epochs must be >= 1 with finetune")
+        if not 0.0 <= self.finetune_layerdrop < 1.0:
+            raise PruneError(f"finetune_layerdrop must lie in [0, 1), got {self.finetune_layerdrop}")
+        if self.max_clips is not None and self.max_clips < 3:
+            raise PruneError(f"max_clips must be >= 3 (one clip per split), got {self.max_clips}")

@@ -1,0 +1,200 @@
+"""`prune(model, data, out, cfg)`: teacher, deletion orders, curves, the best pruned model.
+
+    from stackslim.prune import PruneConfig, prune
+    result = prune("whisper-base", "synth-commands", "runs/prune", PruneConfig(task="word"))
+
+Steps: hidden state 0 of every clip (the front end runs once per clip); the teacher (head on
+the frozen encoder, or fine-tuned); each strategy's order on validation; its curves on
+validation and test, without post-training and with the head re-fitted; the saved model =
+the most layers deleted at validation capacity >= threshold over all strategies (ties: no
+re-fit first, then higher validation accuracy), so that test stays untouched by every choice.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import AudioDataset
+from ..heads import ClassifierHead, Task, prepare_task
+from ..heads.own_head import load_own_head, restrict_head
+from ..models import Encoder, load_encoder
+from ..results import prepare_out_dir, provenance, write_json
+from ..train import TrainConfig
+from .config import PAPER_STRATEGIES, PruneConfig
+from .curves import VARIANTS, Curve, Evaluator
+from .errors import PruneError
+from .plots import plot_curves
+from .save import save_pruned
+from .stack import Split, front_end_states, kept_layers
+from .strategies import ScoringContext, deletion_order
+from .teacher import Teacher, train_teacher
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class StrategyResult:
+    name: str
+    order: list[int]  # 0-based
+    info: dict
+    curves: dict[str, Curve]  # variant → curve
+    seconds: float
+
+    def to_json(self, threshold: float) -> dict:
+        return {"family": "paper" if self.name in PAPER_STRATEGIES else "ours",
+                "order": [i + 1 for i in self.order], "info": self.info,
+                "curves": {v: c.to_json(threshold) for v, c in self.curves.items()},
+                "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class PruneResult:
+    """Everything `stackslim prune` measured; `to_json()` is DIR/pruning.json."""
+
+    config: PruneConfig
+    model: str
+    family: str
+    num_layers: int
+    task: dict
+    classes: list[str]
+    teacher: Teacher
+    strategies: list[StrategyResult]
+    best: dict
+    seconds: float
+    provenance: dict = field(default_factory=provenance)
+
+    def deletable(self, variant: str = "no_refit") -> dict[str, int]:
+        """Strategy → largest number of layers deleted with test capacity >= threshold."""
+        return {s.name: s.curves[variant].max_deletable(self.config.threshold)
+                for s in self.strategies if variant in s.curves}
+
+    def to_json(self) -> dict:
+        thr = self.config.threshold
+        return {
+            "model": self.model, "family": self.family, "num_layers": self.num_layers,
+            "layer_numbering": "1-based: layer 1 is the first layer of the stack (never deleted)",
+            "task": self.task, "threshold": thr, "teacher": self.teacher.to_json(),
+            "strategies": {s.name: s.to_json(thr) for s in self.strategies},
+            "summary": {v: self.deletable(v) for v in VARIANTS if self.strategies and v in self.strategies[0].curves},
+            "best": self.best, "seconds": round(self.seconds, 1),
+            "config": asdict(self.config), "provenance": self.provenance,
+        }
+
+
+def _choose_best(strategies: list[StrategyResult], threshold: float) -> tuple[StrategyResult, str, int]:
+    """(strategy, variant, k) with the most layers deleted at validation capacity >= threshold."""
+    best, key = None, None
+    for rank, s in enumerate(strategies):
+        for v, c in s.curves.items():
+            k = c.max_deletable(threshold, "validation")
+            cand = (k, v == "no_refit", c.val_accuracy[k], -rank)
+            if key is None or cand > key:
+                best, key = (s, v, k), cand
+    assert best is not None
+    return best
+
+
+def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
+                x0_store: dict[int, torch.Tensor] | None = None,
+                head: ClassifierHead | None = None) -> tuple[PruneResult, Encoder, Evaluator]:
+    """Teacher, orders and curves for `enc` on `task` (no files written).
+
+    Args:
+        enc: the encoder (not changed: fine-tuning works on a copy).
+        task: the prepared task (classes and splits).
+        cfg: the configuration.
+        x0_store: hidden state 0 per clip index, re-used and filled (share it between calls
+            on one data set and encoder front end).
+        head: the model's own head for the task's classes (`heads.own_head`): no head trained.
+
+    Returns:
+        The result, the teacher's encoder (the fine-tuned copy when `cfg.finetune`) and the
+        evaluator holding the heads of every curve point.
+    """
+    t0 = time.monotonic()
+    if enc.num_layers < 2:
+        raise PruneError(f"{enc.name} has {enc.num_layers} layer(s): nothing to prune (layer 1 is kept)")
+    if cfg.finetune:
+        enc = copy.deepcopy(enc)
+    torch.manual_seed(cfg.seed)
+    idx = sorted({i for p in SPLITS for i in task.splits[p]})
+    store = front_end_states(enc, task.dataset, idx, x0_store, cfg.batch_size, cfg.progress)
+    splits = {p: Split.build(store, task.splits[p], task.y(p), cfg.batch_size) for p in SPLITS}
+    teacher, runner = train_teacher(enc, splits, task.num_classes, cfg, head=head)
+    refit_cfg = TrainConfig(epochs=cfg.refit_epochs, lr=cfg.head_lr, patience=5, seed=cfg.seed)
+    evaluator = Evaluator(runner, teacher.head, task.num_classes, refit_cfg)
+    ctx = ScoringContext(runner, teacher.head, enc.num_layers, cfg.knn_k, refit=evaluator.refit_head,
+                         progress=cfg.progress)
+    results = []
+    bar = tqdm(cfg.strategies, desc="strategies", unit="strategy", disable=not cfg.progress, leave=False)
+    for name in bar:
+        bar.set_postfix(strategy=name)
+        t = time.monotonic()
+        order, info = deletion_order(name, ctx)
+        variants = VARIANTS if cfg.refit else ("no_refit",)
+        curves = {v: evaluator.curve(order, v) for v in variants}
+        results.append(StrategyResult(name, order, info, curves, time.monotonic() - t))
+    bar.close()
+    s, variant, k = _choose_best(results, cfg.threshold)
+    deleted = sorted(s.order[:k])
+    curve = s.curves[variant]
+    best = {"strategy": s.name, "variant": variant, "deleted_layers": [d + 1 for d in deleted],
+            "num_layers": enc.num_layers - k,
+            "kept_layers": [i + 1 for i in kept_layers(enc.num_layers, deleted)],
+            "val_accuracy": round(curve.val_accuracy[k], 6), "test_accuracy": round(curve.test_accuracy[k], 6),
+            "test_capacity": round(curve.capacity("test")[k], 6),
+            "stack_params": _stack_params(enc, deleted), "stack_params_teacher": enc.num_params(stack_only=True),
+            "chosen_on": "validation"}
+    result = PruneResult(config=cfg, model=enc.name, family=enc.family, num_layers=enc.num_layers,
+                         task=task.describe(), classes=list(task.names), teacher=teacher,
+                         strategies=results, best=best, seconds=time.monotonic() - t0)
+    return result, enc, evaluator
+
+
+def _stack_params(enc: Encoder, deleted: list[int]) -> int:
+    gone = set(deleted)
+    return sum(p.numel() for i, layer in enumerate(enc.layers) if i not in gone for p in layer.parameters())
+
+
+def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
+          out: str | os.PathLike, cfg: PruneConfig = PruneConfig()) -> PruneResult:
+    """The `stackslim prune` command as a function: writes DIR/pruning.json, DIR/pruning.png,
+    DIR/config.json and (unless `cfg.save_model` is False) DIR/model/ (see `save_pruned`)."""
+    out = prepare_out_dir(out)
+    enc = model if isinstance(model, Encoder) else load_encoder(model)
+    task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
+    write_json(out / "config.json", {"command": "prune", "model": str(getattr(enc, "name", model)),
+                                     "data": task.dataset.name, **asdict(cfg)})
+    own = None
+    if cfg.own_head and not isinstance(model, Encoder):
+        found = load_own_head(model) if Path(model).is_dir() else None
+        if found is not None:
+            own = restrict_head(found[0], found[1], list(task.names))
+    result, teacher_enc, evaluator = run_pruning(enc, task, cfg, head=own)
+    write_json(out / "pruning.json", result.to_json())
+    write_plot(result, out / "pruning.png", chance=task.chance)
+    if cfg.save_model:
+        b = result.best
+        deleted = [d - 1 for d in b["deleted_layers"]]
+        head = evaluator.head_for(deleted, b["variant"])
+        save_pruned(teacher_enc, deleted, head, out / "model",
+                    meta={"classes": list(task.names), "task": cfg.task, "strategy": b["strategy"],
+                          "variant": b["variant"], "teacher_finetuned": cfg.finetune,
+                          "test_accuracy": b["test_accuracy"], "source_model": result.model})
+    return result
+
+
+def write_plot(result: PruneResult, path: str | os.PathLike, chance: float) -> Path:
+    names = {"no_refit": "no post-training", "refit": "head re-fitted"}
+    panels = [(names[v], {s.name: s.curves[v].test_accuracy for s in result.strategies})
+              for v in VARIANTS if v in result.strategies[0].curves]
+    kind = "fine-tuned" if result.teacher.finetuned else "frozen encoder + head"
+    title = f"{result.model}, task {result.task['task']} ({kind} teacher)"
+    return plot_curves(panels, result.teacher.test_accuracy, result.config.threshold, chance, path,
+                       title=title, paper=PAPER_STRATEGIES)

@@ -1,0 +1,196 @@
+"""Deletion orders: each strategy returns the order in which the deletable layers go.
+
+Every score is computed on the validation split with the teacher's head (never on test).
+Layers are 0-based here; layer 0 (the paper's "layer 1") is never deleted, so an order is a
+permutation of 1..L-1. `info` dicts use the paper's 1-based layer numbers.
+
+The paper's four (Dorszewski et al. 2025):
+    forward   delete 2, 3, ..., L
+    backward  delete L, L-1, ..., 2
+    bi        ascending Block Influence BI(i) = 1 - cos(h_{i-1}, h_i) (ShortGPT), mean over
+              frames, computed once on the full model
+    knn-bi    ascending BI(i) = 1 - mKNN(h_{i-1}, h_i) on clip-pooled states (k neighbours)
+Ours:
+    iterative BI (cosine) re-measured on the pruned model after every deletion
+    greedy    at each step delete the layer whose removal changes the teacher's validation
+              outputs least: mean over clips of KL(p_teacher || p_pruned) of the class
+              distributions (a smooth proxy for the validation accuracy it costs; ties: higher
+              validation accuracy)
+    blocks    measure the blocks (linear CKA on pooled validation states, `find_blocks`),
+              delete the layers inside blocks first and keep each block's first and last
+              layer to the end; ascending BI within each group
+    greedy-refit  greedy, but each candidate is scored after re-fitting the head on train
+              (validation accuracy of the re-fitted head): for the head re-fitted setting
+
+Hidden states here are raw residual-stream states (no final norm): BI measures how much a
+layer changes its own input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..heads import ClassifierHead
+from ..similarity import block_influence as _block_influence
+from ..similarity import find_blocks, linear_cka, samples
+from .stack import StackRunner
+
+
+@dataclass
+class ScoringContext:
+    """What a strategy may look at: the validation split through a runner, the teacher head.
+
+    Attributes:
+        runner: holds the "validation" split (and "train" for greedy-refit).
+        head: the teacher's head.
+        num_layers: L, layers of the unpruned stack.
+        knn_k: neighbours of the mutual-kNN BI (capped at the number of clips - 1).
+        refit: kept layers → a head re-fitted on the train split (greedy-refit only).
+    """
+
+    runner: StackRunner
+    head: ClassifierHead
+    num_layers: int
+    knn_k: int = 8
+    refit: Callable[[list[int]], ClassifierHead] | None = None
+    progress: bool = False
+    split: str = "validation"
+
+    @property
+    def deletable(self) -> list[int]:
+        return list(range(1, self.num_layers))
+
+    @property
+    def all_layers(self) -> list[int]:
+        return list(range(self.num_layers))
+
+    def block_influence(self, kept: list[int], metric: str = "cosine") -> dict[int, float]:
+        """BI of every kept layer inside the stack of kept layers: 0-based layer → BI."""
+        hs = self.runner.states(self.split, kept)
+        if metric == "cosine":
+            bi = _block_influence(hs, metric="cosine", view="frames")
+        else:
+            k = max(1, min(self.knn_k, len(self.runner.splits[self.split]) - 1))
+            bi = _block_influence(hs, metric="mknn", view="pooled", k=k)
+        return {layer: float(b) for layer, b in zip(kept, bi)}
+
+
+Order = tuple[list[int], dict]
+
+
+def _ascending(scores: dict[int, float], layers: list[int]) -> list[int]:
+    return sorted(layers, key=lambda i: (scores[i], i))
+
+
+def _one_based(scores: dict[int, float]) -> dict[str, float]:
+    return {str(i + 1): round(v, 6) for i, v in sorted(scores.items())}
+
+
+def forward(ctx: ScoringContext) -> Order:
+    return ctx.deletable, {}
+
+
+def backward(ctx: ScoringContext) -> Order:
+    return ctx.deletable[::-1], {}
+
+
+def bi(ctx: ScoringContext) -> Order:
+    scores = ctx.block_influence(ctx.all_layers, "cosine")
+    return _ascending(scores, ctx.deletable), {"block_influence": _one_based(scores)}
+
+
+def knn_bi(ctx: ScoringContext) -> Order:
+    scores = ctx.block_influence(ctx.all_layers, "mknn")
+    return _ascending(scores, ctx.deletable), {"block_influence": _one_based(scores)}
+
+
+def iterative(ctx: ScoringContext) -> Order:
+    kept, order, steps = ctx.all_layers, [], []
+    while len(order) < len(ctx.deletable):
+        scores = ctx.block_influence(kept, "cosine")
+        pick = _ascending(scores, [i for i in kept if i != 0])[0]
+        steps.append(_one_based(scores))
+        order.append(pick)
+        kept = [i for i in kept if i != pick]
+    return order, {"block_influence_per_step": steps}
+
+
+def _greedy(ctx: ScoringContext, score: Callable[[list[int]], tuple[float, float]], name: str,
+            names: list[str]) -> Order:
+    """Delete, step by step, the kept layer whose removal gives the highest `score` (a tuple
+    compared in order; the later layer on exact ties)."""
+    kept, order, steps = ctx.all_layers, [], []
+    bar = tqdm(total=len(ctx.deletable), desc=name, unit="step", disable=not ctx.progress, leave=False)
+    while len(order) < len(ctx.deletable):
+        cands = {c: score([i for i in kept if i != c]) for c in kept if c != 0}
+        pick = max(cands, key=lambda c: (cands[c], c))  # later layer on exact ties
+        steps.append({"deleted": pick + 1, "score": names,
+                      "candidates": {str(c + 1): [round(x, 6) for x in v] for c, v in sorted(cands.items())}})
+        order.append(pick)
+        kept = [i for i in kept if i != pick]
+        bar.update(1)
+    bar.close()
+    return order, {"steps": steps}
+
+
+def greedy(ctx: ScoringContext) -> Order:
+    full = ctx.all_layers
+
+    def score(kept: list[int]) -> tuple[float, float]:
+        return -ctx.runner.kl(ctx.head, ctx.split, full, kept), ctx.runner.accuracy(ctx.head, ctx.split, kept)
+
+    return _greedy(ctx, score, "greedy", ["-val_kl_to_teacher", "val_accuracy"])
+
+
+def greedy_refit(ctx: ScoringContext) -> Order:
+    if ctx.refit is None:
+        raise ValueError("greedy-refit needs a head re-fitting function (ScoringContext.refit)")
+    refit = ctx.refit
+
+    def score(kept: list[int]) -> tuple[float, float]:
+        head = refit(kept)
+        return ctx.runner.accuracy(head, ctx.split, kept), -ctx.runner.nll(head, ctx.split, kept)
+
+    return _greedy(ctx, score, "greedy-refit", ["val_accuracy_refit", "-val_nll_refit"])
+
+
+def cka_matrix(ctx: ScoringContext) -> torch.Tensor:
+    """(L+1, L+1) linear CKA between the clip-pooled validation states 0..L of the full stack."""
+    z = torch.cat([samples(h, "pooled") for h in ctx.runner.states(ctx.split, ctx.all_layers)])  # (N, L+1, D)
+    S = torch.eye(z.shape[1], dtype=torch.float64)
+    for a in range(z.shape[1]):
+        for b in range(a + 1, z.shape[1]):
+            S[a, b] = S[b, a] = linear_cka(z[:, a], z[:, b])
+    return S
+
+
+def blocks(ctx: ScoringContext) -> Order:
+    found = find_blocks(cka_matrix(ctx))
+    edges = {layer - 1 for blk in found.blocks for layer in (blk[0], blk[-1])}  # 1-based → 0-based
+    scores = ctx.block_influence(ctx.all_layers, "cosine")
+    inner = _ascending(scores, [i for i in ctx.deletable if i not in edges])
+    outer = _ascending(scores, [i for i in ctx.deletable if i in edges])
+    return inner + outer, {"blocks": found.blocks, "block_influence": _one_based(scores)}
+
+
+STRATEGIES: dict[str, Callable[[ScoringContext], Order]] = {
+    "forward": forward,
+    "backward": backward,
+    "bi": bi,
+    "knn-bi": knn_bi,
+    "iterative": iterative,
+    "greedy": greedy,
+    "blocks": blocks,
+    "greedy-refit": greedy_refit,
+}
+
+
+def deletion_order(name: str, ctx: ScoringContext) -> Order:
+    """The order (0-based layers) of strategy `name`, and what it measured (1-based layers)."""
+    order, info = STRATEGIES[name](ctx)
+    if sorted(order) != ctx.deletable:
+        raise AssertionError(f"strategy {name} returned {order}, not a permutation of {ctx.deletable}")
+    return order, info

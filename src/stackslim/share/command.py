@@ -1,0 +1,173 @@
+"""`stackslim share MODEL DATA --out DIR`: convert, measure, recover, compare.
+
+    stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16
+
+maps 1:1 to `share(model, data, out, cfg)`. Steps: teacher states of the task's splits → the
+teacher's head (fitted on them) → `to_residual` → accuracy (and, for Whisper, WER through the
+original decoder) before recovery → recovery by distillation → the same after → sizes (unique
+parameters, bytes on disk, against the dense model) and CPU latency (dense, factored,
+materialised). Writes ``DIR/share.json``, ``DIR/config.json`` and ``DIR/model/`` (compact).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import add_config_args, config_from_args
+from ..heads import accuracy, fit_head, prepare_task
+from ..models.base import Encoder
+from ..results import prepare_out_dir, provenance, write_json
+from ..train import TrainConfig
+from .config import ShareConfig
+from .convert import to_residual
+from .evaluate import load_tokenizer, sentence_clips, whisper_wer
+from .model import SharedEncoder
+from .recover import distill_cache, last_state_error, recover, student_accuracy
+from .size import disk_report, latency_report
+
+COMMAND = "share"
+
+
+@dataclass
+class ShareResult:
+    """What `share` measured. Accuracies are fractions on the task's test split, WER a fraction."""
+
+    model: str
+    data: str
+    config: dict
+    task: dict
+    groups: list[list[int]]
+    size: dict
+    disk: dict
+    latency: dict
+    conversion: dict  # summary per matrix + every (layer, matrix) error
+    teacher: dict
+    before: dict
+    after: dict | None
+    recovery: dict | None
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=provenance)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, wer_ctx) -> dict:
+    """Accuracy (and WER) of `student` (or of the teacher `enc` when None) on cached states."""
+    out: dict[str, Any] = {}
+    if student is None:
+        out["accuracy"] = accuracy(head, test_cache, y_test)
+    else:
+        out["accuracy"] = student_accuracy(student, head, test_cache, y_test)
+        out["last_state_error"] = last_state_error(student, test_cache)
+    if wer_ctx is not None:
+        model, tok, waves, refs = wer_ctx
+        w = whisper_wer(student if student is not None else enc, model, tok, waves, refs)
+        out["wer"], out["wer_examples"] = w["wer"], w["hypotheses"][:3]
+    return out
+
+
+def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = ShareConfig(),
+          progress: bool = True) -> ShareResult:
+    """Convert `model` to the ResidualTransformer form, recover it, and compare it with the teacher.
+
+    Args:
+        model: a model spec for `load_encoder`, or an Encoder.
+        data: a labelled data set (folder, CSV, or synth-commands).
+        out: output folder (share.json, config.json, model/).
+        cfg: the settings (`ShareConfig`).
+    """
+    from ..models import load_encoder
+
+    t0 = time.monotonic()
+    out = prepare_out_dir(out)
+    write_json(out / "config.json", {"model": str(getattr(model, "name", model)), "data": str(data),
+                                     "share": asdict(cfg)})
+    groups, max_size = cfg.group_spec()
+    teacher = load_encoder(model) if isinstance(model, (str, Path)) else model
+    teacher.eval()
+    task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
+    states = cfg.recover_states if cfg.recover_epochs > 0 else "last"
+    train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
+                                total=len(task.splits["train"]), states=states, progress=progress)
+    val_cache = task.cache(teacher, "validation", progress=progress)
+    test_cache = task.cache(teacher, "test", progress=progress)
+    y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
+    head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
+                       TrainConfig(epochs=cfg.head_epochs, seed=cfg.seed), progress=progress)
+    notes: list[str] = []
+    wer_ctx = None
+    if teacher.family == "whisper" and cfg.wer_data and cfg.wer_clips > 0:
+        whisper, tok = load_tokenizer(str(model)) if isinstance(model, (str, Path)) else (None, "")
+        if whisper is None:
+            notes.append(f"WER skipped: {tok or 'give the model as a spec to find its tokenizer'}")
+        else:
+            waves, refs = sentence_clips(cfg.wer_data, cfg.wer_clips)
+            wer_ctx = (teacher.model, tok, waves, refs)  # the original decoder, whatever the encoder
+    teacher_eval = _evaluate(teacher, None, head, test_cache, y_test, wer_ctx)
+    block_waves = None
+    if groups == "blocks":
+        rows = task.splits["train"][: cfg.block_clips]
+        block_waves = [task.dataset.load(i) for i in rows]
+    student = to_residual(teacher, groups=groups, rank=cfg.rank, diag=cfg.diag,
+                          share_norms=cfg.share_norms, init=cfg.init, max_size=max_size,
+                          waves=block_waves, seed=cfg.seed)
+    before = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
+    after = log = None
+    if cfg.recover_epochs > 0:
+        tcfg = TrainConfig(epochs=cfg.recover_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                           weight_decay=0.0, patience=cfg.recover_epochs,
+                           max_minutes=cfg.recover_minutes, seed=cfg.seed)
+        log = recover(student, train_cache, tcfg, states=states, head=head, labels=y_train,
+                      val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
+                      progress=progress)
+        after = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
+    student.save(out / "model")
+    dense = student.materialize()
+    latency = {}
+    if cfg.latency_clips > 0:
+        rows = task.splits["test"][: cfg.latency_clips]
+        waves = [task.dataset.load(i) for i in rows]
+        latency = latency_report({"dense": teacher, "factored": student, "materialized": dense}, waves)
+    result = ShareResult(
+        model=str(getattr(model, "name", model)), data=str(data), config=asdict(cfg),
+        task=task.describe(), groups=student.groups, size=student.size_report(),
+        disk=disk_report(student, dense), latency=latency,
+        conversion={"summary": student.conversion_summary(), "matrices": student.conversion},
+        teacher=teacher_eval, before=before, after=after,
+        recovery=log.to_json() if log is not None else None,
+        seconds=time.monotonic() - t0, notes=notes)
+    write_json(out / "share.json", result)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Convert an encoder to shared weights + low-rank residuals, recover and compare."""
+    parser.add_argument("model", help="random:<family>, whisper-base, a folder or hub id")
+    parser.add_argument("data", help="labelled data: a folder, a CSV manifest or synth-commands")
+    parser.add_argument("--out", required=True, help="output folder")
+    add_config_args(parser, ShareConfig)
+
+
+def run(ns: argparse.Namespace) -> int:
+    cfg = config_from_args(ShareConfig, ns)
+    torch.manual_seed(cfg.seed)
+    r = share(ns.model, ns.data, ns.out, cfg)
+    size = r.size
+    line = (f"{r.model}: groups {r.groups}, rank {cfg.rank}: stack {size['stack_params']:,} / "
+            f"{size['dense_stack_params']:,} parameters ({100 * size['stack_ratio']:.1f}%), "
+            f"accuracy {r.teacher['accuracy']:.3f} → {r.before['accuracy']:.3f}")
+    if r.after is not None:
+        line += f" → {r.after['accuracy']:.3f} after recovery"
+    if "wer" in r.teacher:
+        line += (f"; WER {r.teacher['wer']:.3f} → {r.before['wer']:.3f}"
+                 + (f" → {r.after['wer']:.3f}" if r.after else ""))
+    print(line)
+    print(f"wrote {Path(ns.out) / 'share.json'} and {Path(ns.out) / 'model'}")
+    return 0

@@ -1,0 +1,73 @@
+"""Settings of `stackslim share` (one definition for the CLI and Python).
+
+    stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 \\
+        --recover-epochs 3 --recover-minutes 3
+
+is `share("whisper-base", "synth-commands", "runs/share", ShareConfig(group=3, rank=16,
+recover_epochs=3, recover_minutes=3))`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..models.base import EncoderError
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    group: int = field(default=0, metadata={"help": "K, layers per group: with --groups adjacent "
+                                            "runs of K adjacent layers (0: 3); with --groups blocks "
+                                            "each block is cut into runs of at most K (0: whole blocks)"})
+    groups: str = field(default="adjacent", metadata={"help": "how layers are grouped: 'adjacent', "
+                                                      "'blocks' (measured, linear CKA), or explicit "
+                                                      "0-based ranges such as '0-2,3-5,6-11'"})
+    rank: int = field(default=16, metadata={"help": "rank r of each layer's low-rank residual A B"})
+    diag: bool = field(default=True, metadata={"help": "give each layer its own diagonal d"})
+    share_norms: bool = field(default=False, metadata={"help": "one bias per map and one copy of "
+                                                       "each LayerNorm per group (the paper's size "
+                                                       "accounting; conversion is then not exact at "
+                                                       "full rank)"})
+    init: str = field(default="svd", metadata={"help": "conversion method (svd: group mean + "
+                                               "truncated SVD of the residual)"})
+    recover_epochs: int = field(default=3, metadata={"help": "epochs of recovery by distillation "
+                                                     "(0: none)"})
+    recover_minutes: float = field(default=20.0, metadata={"help": "time budget of the recovery "
+                                                           "in minutes (0: none)"})
+    recover_states: str = field(default="all", metadata={"help": "distil hidden states 'all' "
+                                                         "(1..L) or the 'last' one",
+                                                         "choices": ("all", "last")})
+    task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
+                                                      "head, frozen) in the recovery"})
+    lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
+    batch_size: int = field(default=16, metadata={"help": "clips per recovery step"})
+    task: str = field(default="word", metadata={"help": "classification task of DATA (the head "
+                                                "that measures accuracy)"})
+    max_clips: int = field(default=0, metadata={"help": "use a seeded subset of this many clips "
+                                                "of DATA (0: all)"})
+    head_epochs: int = field(default=30, metadata={"help": "epochs of the teacher head"})
+    block_clips: int = field(default=64, metadata={"help": "clips of the train split that measure "
+                                                   "the blocks (--groups blocks)"})
+    wer_data: str = field(default="synth-sentences", metadata={"help": "Whisper only: transcribed "
+                                                               "data set for WER ('' to skip)"})
+    wer_clips: int = field(default=60, metadata={"help": "Whisper only: clips of its eval split "
+                                                  "transcribed (0: skip WER)"})
+    latency_clips: int = field(default=8, metadata={"help": "clips timed for CPU latency (0: skip)"})
+    seed: int = field(default=0, metadata={"help": "seed of splits, head and training"})
+
+    def group_spec(self):
+        """(groups argument of `to_residual`, max_size) from `groups` and `group`."""
+        if self.group < 0:
+            raise EncoderError(f"--group must be >= 0, got {self.group}")
+        if self.groups == "adjacent":
+            return self.group or 3, None
+        if self.groups == "blocks":
+            return "blocks", self.group or None
+        try:
+            out = []
+            for part in self.groups.split(","):
+                a, _, b = part.strip().partition("-")
+                out.append(list(range(int(a), int(b or a) + 1)))
+            return out, None
+        except ValueError:
+            raise EncoderError(f"--groups must be 'adjacent', 'blocks' or ranges like '0-2,3-5', "
+                               f"got {self.groups!r}") from None

@@ -1,0 +1,272 @@
+"""Turn a dense encoder into the ResidualTransformer form.
+
+    shared = to_residual(enc, groups=3, rank=16, diag=True, share_norms=False)
+
+All six linear maps of every layer (Q, K, V, attention output, feed-forward in and out) become
+`ResidualLinear`s; the layers of a group hold one W_shared per map. How the new tensors are
+filled is an *init method* (`INITS`, extend with `register_init`):
+
+- ``svd`` (the plain conversion): W_shared = mean of the group's W_l; R_l = W_l − W_shared;
+  d_l = the first k = min(d_in, d_out) diagonal entries of R_l (when diag is on) and
+  R_l ← R_l − diag_k(d_l); A_l B_l = the best rank-r approximation of R_l (truncated SVD,
+  balanced between A and B). At r = k the reconstruction is exact.
+- ``scratch`` (the paper's from-scratch setting): W_shared = the first layer's weight of the
+  group (its fresh initialisation), A = 0, B ~ U(−1/√d_in, 1/√d_in), d = 0, so that every
+  layer starts as the shared map and A gets gradients at once.
+- ``empty``: zeros; the structure only (`load_shared` fills it).
+
+An init method gets the group's dense weights and returns W_shared and the per-layer
+(A, B, d). A later activation-aware method (calibration activations, aligned neurons and
+heads) plugs in the same way, using the `info` it receives (layers, matrix name, encoder).
+
+Biases and norms stay per layer by default (so that full rank is exact); with
+``share_norms=True`` (the paper's accounting) each group holds one bias per map (the mean of
+its layers') and one copy of each LayerNorm (the mean of the weights and biases).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..models.base import Encoder, EncoderError
+from .grouping import GroupSpec, resolve_groups
+from .layer import ResidualLinear
+from .model import SharedEncoder, ShareSpec
+
+_W2V = ("attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj",
+        "feed_forward.intermediate_dense", "feed_forward.output_dense")
+MATRICES: dict[str, tuple[str, ...]] = {
+    "wav2vec2": _W2V, "hubert": _W2V, "wavlm": _W2V, "data2vec-audio": _W2V,
+    "whisper": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+                "fc1", "fc2"),
+}
+
+
+def layer_matrices(family: str) -> tuple[str, ...]:
+    """Names (inside one layer) of the six linear maps that become residual."""
+    if family not in MATRICES:
+        raise EncoderError(f"sharing does not support family {family!r} (supported: "
+                           f"{', '.join(MATRICES)})")
+    return MATRICES[family]
+
+
+@dataclass
+class GroupInit:
+    """What an init method returns for one matrix name of one group."""
+
+    shared: torch.Tensor  # (d_out, d_in)
+    factors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]  # per layer: A, B, d
+
+
+InitFn = Callable[[list[torch.Tensor], int, bool, dict], GroupInit]
+INITS: dict[str, InitFn] = {}
+
+
+def register_init(name: str):
+    """Decorator: register `fn(weights, rank, diag, info) -> GroupInit` as init method `name`."""
+    def wrap(fn: InitFn) -> InitFn:
+        INITS[name] = fn
+        return fn
+    return wrap
+
+
+def diag_k(d: torch.Tensor, d_out: int, d_in: int) -> torch.Tensor:
+    """(d_out, d_in) matrix with d (k,) on its main diagonal, zeros elsewhere."""
+    k = d.shape[0]
+    return nn.functional.pad(torch.diag(d), (0, d_in - k, 0, d_out - k))
+
+
+def truncated_svd(R: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (d_out, r), B (r, d_in) with A B the best rank-r approximation of R (Frobenius).
+
+    Through the eigendecomposition of the smaller Gram matrix (k × k, k = min(d_in, d_out)),
+    about 10× faster than a full SVD on CPU: with U_r the top-r eigenvectors of R Rᵀ (or V_r of
+    RᵀR) and s_r the singular values, A = U_r √s_r and B = (U_rᵀ R) / √s_r (resp. A = R V_r / √s_r,
+    B = √s_r V_rᵀ). A B = U_r U_rᵀ R is the projection onto the top singular subspace, with no
+    division by a small singular value in the product; at r = k it is R itself. Use float64.
+    """
+    d_out, d_in = R.shape
+    if rank == 0:
+        return R.new_zeros(d_out, 0), R.new_zeros(0, d_in)
+    left = d_out <= d_in
+    G = R @ R.T if left else R.T @ R  # (k, k)
+    evals, evecs = torch.linalg.eigh(G)  # ascending
+    Q = evecs[:, -rank:].flip(-1)  # (k, r), largest first
+    s = evals[-rank:].flip(-1).clamp_min(0).sqrt()  # (r,) singular values
+    root = s.clamp_min(float(s[0]) * 1e-12 + 1e-300).sqrt()  # (r,)
+    if left:
+        return Q * root, (Q.T @ R) / root[:, None]
+    return (R @ Q) / root, root[:, None] * Q.T
+
+
+@register_init("svd")
+def init_svd(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+    Ws = [w.double() for w in weights]
+    W = torch.stack(Ws).mean(0)  # (d_out, d_in)
+    d_out, d_in = W.shape
+    factors = []
+    for Wl in Ws:
+        R = Wl - W
+        d = None
+        if diag:
+            d = torch.diagonal(R)[: min(d_out, d_in)].clone()  # (k,)
+            R = R - diag_k(d, d_out, d_in)
+        A, B = truncated_svd(R, rank)
+        factors.append((A, B, d))
+    return GroupInit(W, factors)
+
+
+@register_init("scratch")
+def init_scratch(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+    W = weights[0].clone()
+    d_out, d_in = W.shape
+    gen = info.get("generator")
+    factors = []
+    for _ in weights:
+        B = (torch.rand(rank, d_in, generator=gen, dtype=W.dtype) * 2 - 1) / d_in ** 0.5
+        d = torch.zeros(min(d_out, d_in), dtype=W.dtype) if diag else None
+        factors.append((torch.zeros(d_out, rank, dtype=W.dtype), B, d))
+    return GroupInit(W, factors)
+
+
+@register_init("empty")
+def init_empty(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+    d_out, d_in = weights[0].shape
+    z = lambda *s: torch.zeros(*s, dtype=weights[0].dtype)  # noqa: E731
+    return GroupInit(z(d_out, d_in), [(z(d_out, rank), z(rank, d_in), z(min(d_out, d_in)) if diag else None)
+                                      for _ in weights])
+
+
+def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, new)
+
+
+def _dense(layer: nn.Module, name: str, i: int) -> nn.Linear:
+    try:
+        lin = layer.get_submodule(name)
+    except AttributeError:
+        raise EncoderError(f"layer {i} has no linear map {name!r}") from None
+    if isinstance(lin, ResidualLinear):
+        raise EncoderError(f"layer {i} {name} is already residual: convert a dense encoder")
+    if not isinstance(lin, nn.Linear):
+        raise EncoderError(f"layer {i} {name} is a {type(lin).__name__}, not a Linear")
+    return lin
+
+
+def check_rank(enc: Encoder, matrices: Sequence[str], rank: int | str) -> None:
+    """Raise naming the first matrix whose min(d_in, d_out) is below `rank`."""
+    if rank == "full":
+        return
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise EncoderError(f"rank must be an integer >= 0 or 'full', got {rank!r}")
+    for i, layer in enumerate(enc.layers):
+        for name in matrices:
+            d_out, d_in = _dense(layer, name, i).weight.shape
+            if rank > min(d_in, d_out):
+                raise EncoderError(f"rank {rank} is above min(d_in, d_out) = {min(d_in, d_out)} of "
+                                   f"{name} ({d_out}x{d_in}) in layer {i}; choose rank <= {min(d_in, d_out)}")
+
+
+def _share_norms(layers: list[nn.Module]) -> None:
+    """One LayerNorm object per name for the group: the mean of the layers' norms."""
+    names = [n for n, m in layers[0].named_modules() if isinstance(m, nn.LayerNorm)]
+    for name in names:
+        mods = [layer.get_submodule(name) for layer in layers]
+        norm = copy.deepcopy(mods[0])
+        with torch.no_grad():
+            for pname, p in norm.named_parameters():
+                p.copy_(torch.stack([getattr(m, pname) for m in mods]).mean(0))
+        for layer in layers:
+            set_submodule(layer, name, norm)
+
+
+@torch.no_grad()
+def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag: bool = True,
+                share_norms: bool = False, init: str = "svd", max_size: int | None = None,
+                blocks=None, waves=None, seed: int = 0) -> SharedEncoder:
+    """A ResidualTransformer copy of `enc` (`enc` itself is left untouched).
+
+    Args:
+        enc: a dense encoder of a supported family.
+        groups: K (runs of K adjacent layers), "blocks", or lists of 0-based layer indices.
+        rank: r of every layer's A B (at most min(d_in, d_out) of each matrix), or "full".
+        diag: give every layer its own diagonal d.
+        share_norms: one bias per map and one copy of each LayerNorm per group (the paper's
+            size accounting); False keeps them per layer, so that full rank is exact.
+        init: how to fill the new tensors: "svd" (plain conversion), "scratch", "empty", or a
+            method added with `register_init`.
+        max_size: with groups="blocks": cut blocks into runs of at most this many layers.
+        blocks, waves: with groups="blocks": the measured blocks, or clips to measure them on.
+        seed: random seed of init methods that draw (scratch).
+
+    Returns:
+        A `SharedEncoder` with the same interface as `enc`; `.conversion` holds the relative
+        reconstruction error ‖W_l − Ŵ_l‖_F / ‖W_l‖_F of every matrix.
+    """
+    if isinstance(enc, SharedEncoder):
+        raise EncoderError("the encoder is already shared; materialize() it first")
+    if init not in INITS:
+        raise EncoderError(f"unknown init {init!r}: choose from {', '.join(INITS)}")
+    matrices = layer_matrices(enc.family)
+    check_rank(enc, matrices, rank)
+    part = resolve_groups(enc, groups, max_size=max_size, blocks=blocks, waves=waves)
+    inner = copy.deepcopy(enc)
+    layers = list(inner.layers)
+    gen = torch.Generator().manual_seed(seed)
+    errors: list[dict] = []
+    for g, members in enumerate(part):
+        for name in matrices:
+            dense = [_dense(layers[i], name, i) for i in members]
+            W0 = dense[0].weight
+            r = min(W0.shape) if rank == "full" else int(rank)
+            info = {"encoder": enc, "layers": members, "matrix": name, "group": g, "generator": gen}
+            out = INITS[init]([lin.weight.detach().cpu() for lin in dense], r, diag, info)
+            shared = nn.Parameter(out.shared.to(W0.dtype).to(W0.device))
+            group_bias = None
+            if share_norms and dense[0].bias is not None:
+                group_bias = nn.Parameter(torch.stack([lin.bias for lin in dense]).mean(0))
+            for i, lin, (A, B, d) in zip(members, dense, out.factors):
+                bias = group_bias if share_norms else (
+                    nn.Parameter(lin.bias.detach().clone()) if lin.bias is not None else None)
+                res = ResidualLinear(shared, r, diag=diag, bias=bias)
+                res.A.copy_(A)
+                res.B.copy_(B)
+                if diag:
+                    res.d.copy_(d)
+                if init != "empty":
+                    W = lin.weight.detach().double()
+                    err = float((W - res.weight.double()).norm() / W.norm().clamp_min(1e-30))
+                    errors.append({"layer": i, "group": g, "matrix": name, "rel_error": err})
+                set_submodule(layers[i], name, res)
+        if share_norms:
+            _share_norms([layers[i] for i in members])
+    spec = ShareSpec(rank=rank, diag=diag, share_norms=share_norms, init=init, matrices=matrices)
+    return SharedEncoder(inner, spec, errors)
+
+
+def from_config(hf_config, groups: GroupSpec = 3, rank: int = 16, diag: bool = True,
+                share_norms: bool = True, seed: int = 0, name: str = "") -> SharedEncoder:
+    """A freshly initialised ResidualTransformer encoder of a Hugging Face config (from scratch).
+
+    `hf_config` is a config of a supported family (e.g. `transformers.WhisperConfig(...)`); the
+    model is built with random weights, then every layer becomes residual with init "scratch".
+    """
+    from ..models.io import wrap_model
+
+    torch.manual_seed(seed)
+    if getattr(hf_config, "model_type", None) == "whisper":
+        from transformers import WhisperForConditionalGeneration
+
+        model = WhisperForConditionalGeneration(hf_config)
+    else:
+        from transformers import AutoModel
+
+        model = AutoModel.from_config(hf_config)
+    enc = wrap_model(model, name=name or f"scratch-{hf_config.model_type}")
+    return to_residual(enc, groups=groups, rank=rank, diag=diag, share_norms=share_norms,
+                       init="scratch", seed=seed)

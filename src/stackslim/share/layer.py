@@ -1,0 +1,101 @@
+"""The ResidualTransformer linear map (Wang & Li, ICASSP 2024, arXiv 2310.02489).
+
+    y = x W_sharedᵀ + (x Bᵀ) Aᵀ + x ⊙ d + b
+
+    W_shared  (d_out, d_in)   one tensor for a group of adjacent layers (the same nn.Parameter
+                              object in every layer of the group: counted and stepped once)
+    A         (d_out, r)      the layer's own low-rank factors, r = rank
+    B         (r, d_in)
+    d         (k,)            the layer's own diagonal, k = min(d_in, d_out); it touches the
+                              first k outputs with the first k inputs: y[:k] += x[:k] ⊙ d
+    b         (d_out,)        bias: the layer's own, or one for the group (share_norms)
+
+As one dense matrix: W_l = W_shared + A B + diag_k(d), with diag_k(d) the (d_out, d_in) matrix
+holding d on its main diagonal. `weight` returns that matrix, so code that reads
+`linear.weight` directly (e.g. WavLM's attention calls F.multi_head_attention_forward with
+`q_proj.weight`) keeps working and stays differentiable.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualLinear(nn.Module):
+    """Shared weight + per-layer low-rank residual + per-layer diagonal + bias.
+
+    Args:
+        shared: the group's W_shared (d_out, d_in), an nn.Parameter that other layers hold too.
+        rank: r >= 0, rank of the layer's own residual A B.
+        diag: whether the layer has its own diagonal d.
+        bias: the bias Parameter (d_out,) (the layer's own or the group's), or None.
+    """
+
+    def __init__(self, shared: nn.Parameter, rank: int, diag: bool = True,
+                 bias: nn.Parameter | None = None):
+        super().__init__()
+        d_out, d_in = shared.shape
+        if rank < 0:
+            raise ValueError(f"rank must be >= 0, got {rank}")
+        self.in_features, self.out_features, self.rank = d_in, d_out, int(rank)
+        kw = dict(dtype=shared.dtype, device=shared.device)
+        self.shared = shared  # (d_out, d_in), one object per group
+        self.A = nn.Parameter(torch.zeros(d_out, rank, **kw))  # (d_out, r)
+        self.B = nn.Parameter(torch.zeros(rank, d_in, **kw))  # (r, d_in)
+        # (k,) the layer's diagonal, k = min(d_in, d_out); None when off
+        self.register_parameter("d", nn.Parameter(torch.zeros(min(d_in, d_out), **kw)) if diag else None)
+        self.register_parameter("bias", bias)  # (d_out,) or None
+
+    @property
+    def has_diag(self) -> bool:
+        return self.d is not None
+
+    def residual_weight(self) -> torch.Tensor:
+        """(d_out, d_in) A B + diag_k(d): what this layer adds to the shared weight."""
+        R = self.A @ self.B  # (d_out, d_in)
+        if self.d is not None:
+            k = self.d.shape[0]
+            R = R + F.pad(torch.diag(self.d), (0, self.in_features - k, 0, self.out_features - k))
+        return R
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """(d_out, d_in) the dense matrix W_shared + A B + diag_k(d)."""
+        return self.shared + self.residual_weight()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., d_in) → (..., d_out).
+
+        Inference (and small training batches) runs factored, never building the dense matrix.
+        In training, once a batch holds more rows than d_in·d_out / (d_in + d_out), building
+        W_l (cost r·d_in·d_out) and applying it once is cheaper than the factored path (cost
+        rows·r·(d_in + d_out) on top of the shared product): same function, same gradients.
+        """
+        rows = x.numel() // self.in_features
+        if self.training and rows * (self.in_features + self.out_features) > self.in_features * self.out_features:
+            return F.linear(x, self.weight, self.bias)
+        y = F.linear(x, self.shared, self.bias)  # (..., d_out)
+        if self.rank > 0:
+            y = y + F.linear(F.linear(x, self.B), self.A)  # (..., r) → (..., d_out)
+        if self.d is not None:
+            k = self.d.shape[0]
+            xd = x[..., :k] * self.d  # (..., k)
+            if k < self.out_features:
+                xd = F.pad(xd, (0, self.out_features - k))  # (..., d_out)
+            y = y + xd
+        return y
+
+    def to_linear(self) -> nn.Linear:
+        """A plain nn.Linear computing the same map (fresh tensors, nothing shared)."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        dtype=self.shared.dtype, device=self.shared.device)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"rank={self.rank}, diag={self.has_diag}, bias={self.bias is not None}")

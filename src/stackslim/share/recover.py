@@ -1,0 +1,189 @@
+"""Recovery of a converted encoder by distillation toward its dense teacher.
+
+The front end is not converted, so the student's stack input is the teacher's hidden state 0:
+both are cached once (`StateCache`) and only the stack runs per step. The loss on a batch is
+
+    L = (1 / |S|) Σ_{i ∈ S} Σ_valid ‖h_i^student − h_i^teacher‖² / Σ_valid ‖h_i^teacher‖²
+        + λ · CE(head(h_L^student), y)                         (with a head and labels)
+
+with S = all hidden states 1..L (``states="all"``) or only L (``"last"``); the normalised MSE
+gives every layer the same weight whatever the scale of its states (Whisper's grow with depth).
+h_L is taken after the family's final norm, as a head and the Whisper decoder see it. Labels
+of -1 mark unlabelled clips (no task loss). The head is the teacher's and stays frozen.
+
+Training is `stackslim.train.train` (AdamW, time budget, best validation epoch kept) over every
+parameter of the stack: shared weights, A, B, d, biases, norms.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..heads.head import ClassifierHead
+from ..models.base import Encoder
+from ..models.cache import StateCache
+from ..train import TrainConfig, TrainLog, train
+
+
+def distill_cache(teacher: Encoder, batches, total: int | None = None, states: str = "all",
+                  progress: bool = True) -> StateCache:
+    """Teacher states for distillation: state 0 and the targets (1..L, or L; L also as -1)."""
+    from ..models.cache import cache_states
+
+    L = teacher.num_layers
+    which = (*range(L + 1), -1) if states == "all" else (0, -1)
+    return cache_states(teacher, batches, which=which, total=total, desc="teacher states",
+                        progress=progress)
+
+
+def concat_caches(*caches: StateCache) -> StateCache:
+    """One cache with the clips of all (same state keys); e.g. labelled and unlabelled clips."""
+    keys = set(caches[0].states)
+    if any(set(c.states) != keys for c in caches):
+        raise ValueError("caches hold different hidden states")
+    return StateCache(states={k: [s for c in caches for s in c.states[k]] for k in caches[0].states},
+                      lengths=torch.cat([c.lengths for c in caches]),
+                      indices=[i for c in caches for i in c.indices])
+
+
+def _targets(L: int, states: str) -> list[int]:
+    if states not in ("all", "last"):
+        raise ValueError(f"states must be 'all' or 'last', got {states!r}")
+    return list(range(1, L + 1)) if states == "all" else [L]
+
+
+def distill_loss(student: Encoder, cache: StateCache, rows: Sequence[int], targets: Sequence[int],
+                 head: ClassifierHead | None = None, labels: torch.Tensor | None = None,
+                 task_weight: float = 1.0) -> torch.Tensor:
+    """The loss of the module docstring on cache rows `rows`."""
+    x0, n = cache.batch(0, rows)  # (B, T, D), (B,)
+    keep = len(targets) > 1  # else targets == [L]
+    hs = student.stack_forward(x0, n, final_norm=True, keep=keep)
+    mask = hs.mask().unsqueeze(-1).to(x0.dtype)  # (B, T, 1)
+    loss = x0.new_zeros(())
+    for i in targets:
+        t, _ = cache.batch(i, rows)  # (B, T, D)
+        h = hs.states[i] if keep else hs.states[-1]  # (B, T, D)
+        loss = loss + (((h - t) ** 2) * mask).sum() / ((t ** 2) * mask).sum().clamp_min(1e-12)
+    loss = loss / len(targets)
+    if head is not None and labels is not None:
+        y = labels[list(rows)]
+        if bool((y >= 0).any()):
+            loss = loss + task_weight * F.cross_entropy(head(hs.states[-1], n), y, ignore_index=-1)
+    return loss
+
+
+@torch.no_grad()
+def last_state_error(student: Encoder, cache: StateCache, batch_size: int = 32) -> float:
+    """Normalised MSE of the student's last state against the cached teacher's (cache has 0, L)."""
+    num = den = 0.0
+    for s in range(0, len(cache), batch_size):
+        rows = list(range(s, min(s + batch_size, len(cache))))
+        x0, n = cache.batch(0, rows)
+        hs = student.stack_forward(x0, n, final_norm=True, keep=False)
+        t, _ = cache.batch(-1, rows)
+        m = hs.mask().unsqueeze(-1).to(t.dtype)
+        num += float((((hs.states[-1] - t) ** 2) * m).sum())
+        den += float(((t ** 2) * m).sum())
+    return num / max(den, 1e-12)
+
+
+@torch.no_grad()
+def student_accuracy(student: Encoder, head: ClassifierHead, cache: StateCache, y: torch.Tensor,
+                     batch_size: int = 32) -> float:
+    """Accuracy of the frozen head on the student's last state, from cached states 0."""
+    head.eval()
+    right = 0
+    for s in range(0, len(cache), batch_size):
+        rows = list(range(s, min(s + batch_size, len(cache))))
+        x0, n = cache.batch(0, rows)
+        h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]
+        right += int((head(h, n).argmax(-1) == y[rows]).sum())
+    return right / max(len(cache), 1)
+
+
+@dataclass
+class RecoveryLog:
+    """The training log, the validation score before training, and whether the start was kept
+    (no epoch beat it: recovery then leaves the student as converted)."""
+
+    train: TrainLog
+    initial_score: float | None = None
+    kept_initial: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return self.train.epochs_run
+
+    @property
+    def seconds(self) -> float:
+        return self.train.seconds
+
+    @property
+    def stopped_by(self) -> str:
+        return self.train.stopped_by
+
+    def to_json(self) -> dict:
+        return {**self.train.to_json(), "initial_score": self.initial_score,
+                "kept_initial": self.kept_initial}
+
+
+def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states: str = "all",
+            head: ClassifierHead | None = None, labels: torch.Tensor | None = None,
+            val_cache: StateCache | None = None, val_labels: torch.Tensor | None = None,
+            task_weight: float = 1.0, progress: bool = True) -> RecoveryLog:
+    """Distil the teacher's cached states into `student`'s stack (in place).
+
+    Args:
+        student: the converted encoder (its stack is trained; front end and head are not).
+        train_cache: teacher states of the distillation clips: 0 and the targets
+            (`distill_cache`).
+        cfg: the training loop's settings (epochs, lr, `max_minutes` budget, ...).
+        states: "all" (states 1..L) or "last" (state L only).
+        head, labels: the teacher's head and (N,) class ids (-1: unlabelled) for the task loss.
+        val_cache, val_labels: validation states 0 and L (+ labels): the best epoch is kept,
+            by accuracy when a head and labels are given, else by −(last-state error); when no
+            epoch beats the converted student's own score, the converted weights are kept.
+        task_weight: λ of the task loss.
+
+    Returns:
+        A `RecoveryLog`.
+    """
+    targets = _targets(student.num_layers, states)
+    missing = [i for i in [0, *targets] if i not in train_cache.states]
+    if missing:
+        raise ValueError(f"train_cache lacks hidden state(s) {missing}: cache them with distill_cache")
+    if head is not None:
+        head.requires_grad_(False)
+        head.eval()
+    validate = None
+    if val_cache is not None:
+        if head is not None and val_labels is not None:
+            def validate() -> float:
+                return student_accuracy(student, head, val_cache, val_labels)
+        else:
+            def validate() -> float:
+                return -last_state_error(student, val_cache)
+    params = list({id(p): p for p in student.layers.parameters()}.values())
+    initial = start = None
+    if validate is not None:
+        student.eval()
+        initial = float(validate())
+        start = copy.deepcopy(student.layers.state_dict())
+    try:
+        log = train(student.layers, len(train_cache),
+                    lambda rows: distill_loss(student, train_cache, rows, targets, head, labels,
+                                              task_weight),
+                    cfg, validate=validate, params=params, desc="recovery", progress=progress)
+        kept = initial is not None and not log.best_score > initial
+        if kept:
+            student.layers.load_state_dict(start)
+        return RecoveryLog(log, initial, kept)
+    finally:
+        student.eval()
+        if head is not None:
+            head.requires_grad_(True)

@@ -1,0 +1,67 @@
+"""Recovery by distillation, and the `stackslim share` command end to end."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from stackslim.cli import main
+from stackslim.heads import fit_head, prepare_task
+from stackslim.models import load_encoder
+from stackslim.share import load_shared, to_residual
+from stackslim.share.recover import distill_cache, last_state_error, recover, student_accuracy
+from stackslim.train import TrainConfig
+
+
+def test_recovery_brings_the_student_closer(tone_data):
+    teacher = load_encoder("random:wav2vec2")
+    task = prepare_task(str(tone_data), "word")
+    idx = task.splits["train"]
+    train = distill_cache(teacher, task.dataset.batches(idx, 8), states="all", progress=False)
+    val = task.cache(teacher, "validation", progress=False)
+    head, _ = fit_head(train, task.y("train"), val, task.y("validation"), task.num_classes,
+                       TrainConfig(epochs=3), progress=False)
+    student = to_residual(teacher, groups=4, rank=1, diag=False)
+    before = last_state_error(student, train)
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, weight_decay=0.0)
+    log = recover(student, train, cfg, states="all", progress=False)
+    assert log.epochs_run == 3 and log.train.train_loss[-1] < log.train.train_loss[0]
+    assert last_state_error(student, train) < 0.5 * before
+    # with the teacher's head: task loss on top, the head stays frozen and is given back
+    frozen = [p.detach().clone() for p in head.parameters()]
+    log = recover(student, train, TrainConfig(epochs=1, batch_size=4, lr=1e-4), states="last",
+                  head=head, labels=task.y("train"), val_cache=val, val_labels=task.y("validation"),
+                  task_weight=0.1, progress=False)
+    assert len(log.train.val_score) == 1 and 0.0 <= log.initial_score <= 1.0
+    assert all(torch.equal(a, b) for a, b in zip(frozen, head.parameters()))
+    assert all(p.requires_grad for p in head.parameters())
+    best = max(log.initial_score, log.train.val_score[0])
+    assert student_accuracy(student, head, val, task.y("validation")) == best
+
+
+def test_share_command_end_to_end(tone_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["share", "random:whisper", str(tone_data), "--out", str(out), "--group", "2",
+               "--rank", "4", "--no-diag", "--share-norms", "--recover-epochs", "1",
+               "--head-epochs", "2", "--latency-clips", "2", "--batch-size", "8"])
+    assert rc == 0
+    res = json.loads((out / "share.json").read_text())
+    assert res["groups"] == [[0, 1], [2, 3]]
+    assert res["config"]["diag"] is False and res["config"]["share_norms"] is True
+    assert 0 < res["size"]["stack_ratio"] < 1 and res["disk"]["encoder_bytes_ratio"] < 1
+    assert {"accuracy", "last_state_error"} <= set(res["before"]) and res["after"] is not None
+    assert res["recovery"]["epochs_run"] == 1
+    assert set(res["latency"]) == {"dense", "factored", "materialized"}
+    assert set(res["conversion"]["summary"]) == {"self_attn.q_proj", "self_attn.k_proj",
+                                                 "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"}
+    assert (out / "config.json").is_file()
+    assert load_shared(out / "model").groups == [[0, 1], [2, 3]]
+    assert "after recovery" in capsys.readouterr().out
+
+
+def test_share_command_bad_input(tone_data, tmp_path, capsys):
+    rc = main(["share", "random:whisper", str(tone_data), "--out", str(tmp_path / "x"),
+               "--rank", "100", "--recover-epochs", "0", "--head-epochs", "1"])
+    assert rc == 2
+    assert "rank 100" in capsys.readouterr().err
+    torch.set_grad_enabled(True)
