@@ -108,3 +108,22 @@ def test_without_layers_keeps_groups(clips):
     assert pruned.hidden_states(clips).num_layers == 5
     with pytest.raises(EncoderError, match="already shared"):
         to_residual(s)
+
+
+def test_config_group_spec():
+    from stackslim.share.config import ShareConfig
+
+    assert ShareConfig().group_spec() == (3, None)
+    assert ShareConfig(group=2).group_spec() == (2, None)
+    assert ShareConfig(groups="blocks").group_spec() == ("blocks", None)
+    assert ShareConfig(groups="blocks", group=4).group_spec() == ("blocks", 4)
+    assert ShareConfig(groups="0-2,3,4-5").group_spec() == ([[0, 1, 2], [3], [4, 5]], None)
+    with pytest.raises(EncoderError, match="ranges"):
+        ShareConfig(groups="first-two").group_spec()
+
+
+def test_delegates_adapter_attributes():
+    s = to_residual(load_encoder("random:whisper"), rank=2)
+    assert s.mode == "unpadded" and s.max_frames == 1500
+    with pytest.raises(AttributeError):
+        s.no_such_attribute

@@ -54,3 +54,12 @@ def test_weight_is_differentiable():
     lin = _layer(5, 4, 2)
     lin.weight.sum().backward()
     assert lin.A.grad is not None and lin.d.grad is not None and lin.shared.grad is not None
+
+
+def test_training_forward_equals_factored_forward():
+    lin = _layer(16, 8, 3)  # 40 rows > 16·8/24: training builds W_l once
+    x = torch.randn(5, 8, 8)
+    lin.eval()
+    y_eval = lin(x)
+    lin.train()
+    torch.testing.assert_close(lin(x), y_eval, atol=1e-5, rtol=1e-5)

@@ -26,7 +26,6 @@ from ..train import TrainConfig
 from .config import ShareConfig
 from .convert import to_residual
 from .evaluate import load_tokenizer, sentence_clips, whisper_wer
-from .model import SharedEncoder
 from .recover import distill_cache, last_state_error, recover, student_accuracy
 from .size import disk_report, latency_report
 

@@ -62,10 +62,11 @@ class SharedEncoder(Encoder):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            inner = self._modules.get("inner")
-            if inner is None or name.startswith("__"):
+            # anything else the family adapter offers: mode, do_normalize, features, ...
+            inner = self.__dict__.get("_modules", {}).get("inner")
+            if inner is None or name.startswith("_"):
                 raise
-            return getattr(inner, name)  # mode, do_normalize, features, add_positions, ...
+            return getattr(inner, name)
 
     @property
     def layers(self) -> nn.ModuleList:
