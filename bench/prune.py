@@ -36,6 +36,8 @@ TEACHERS = {"frozen": "frozen encoder + trained head",
 
 def _best(rows: list[dict], task: str, teacher: str, variant: str, source: str) -> tuple[int, str]:
     mine = [r for r in rows if r["task"] == task and r["teacher"] == teacher and r["from"] == source]
+    if not mine:
+        return -1, "not run"
     k = max(r[f"deletable_{variant}"] for r in mine)
     return k, ", ".join(r["strategy"] for r in mine if r[f"deletable_{variant}"] == k)
 
@@ -55,7 +57,7 @@ def _md_table(rows: list[dict], settings: list[dict]) -> str:
         for variant in ("no_refit", "refit"):
             for source in ("paper", "ours"):
                 k, who = _best(rows, s["task"], s["teacher"], variant, source)
-                cells.append(f"{k} ({who})" if k else "0")
+                cells.append("–" if k < 0 else f"{k} ({who})" if k else "0")
         lines.append(f"| {s['task']} | {TEACHERS.get(s['teacher'], s['teacher'])} | "
                      f"{s['teacher_test_accuracy']:.3f} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -76,8 +78,8 @@ def _md_table(rows: list[dict], settings: list[dict]) -> str:
                          f"{r['deletable_no_refit']} | {r['deletable_refit']} | "
                          f"{acc[2]:.3f} / {acc[3]:.3f} |")
         for variant, label in (("no_refit", "no post-training"), ("refit", "head re-fitted")):
-            paper = max(r[f"deletable_{variant}"] for r in mine if r["from"] == "paper")
-            ours = max(r[f"deletable_{variant}"] for r in mine if r["from"] == "ours")
+            paper = _best(rows, s["task"], s["teacher"], variant, "paper")[0]
+            ours = _best(rows, s["task"], s["teacher"], variant, "ours")[0]
             lines.append(f"\nBest {label}: ours {ours}, paper's {paper}.")
         lines += ["", f"![curves](prune.{s['task']}-{s['teacher']}.png)", ""]
     return "\n".join(lines) + "\n"
@@ -107,8 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT / "src"))
         from stackslim.results import write_atomic
 
+        from stackslim.prune.plots import plot_curves
+
         d = json.loads((Path(args.out) / "prune.json").read_text())
         write_atomic(Path(args.out) / "prune.md", _md_table(d["rows"], d["settings"]))
+        for s in d["settings"]:
+            mine = [r for r in d["rows"] if r["task"] == s["task"] and r["teacher"] == s["teacher"]]
+            panels = [(label, {r["strategy"]: r[f"curve_{v}"] for r in mine})
+                      for v, label in (("no_refit", "no post-training"), ("refit", "head re-fitted"))]
+            plot_curves(panels, s["teacher_test_accuracy"], d["inputs"]["threshold"], s["chance"],
+                        Path(args.out) / f"prune.{s['task']}-{s['teacher']}.png",
+                        title=f"{d['inputs']['model']}, task {s['task']} ({TEACHERS.get(s['teacher'], s['teacher'])})",
+                        paper=("forward", "backward", "bi", "knn-bi"))
         return 0
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
@@ -170,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                            "strategies": args.strategies.split(",")},
                 "settings": settings, "rows": rows, "seconds": round(time.monotonic() - t_all, 1)})
             write_atomic(out / "prune.md", _md_table(rows, settings))
+    main(["--render-only", "--out", str(out)])  # the same titles as a later --render-only
     print(f"done in {time.monotonic() - t_all:.0f} s: {out / 'prune.md'}")
     return 0
 

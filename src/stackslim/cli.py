@@ -80,7 +80,8 @@ def known_errors() -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [EncoderError, OutputError, FileNotFoundError]
     for mod, name in (("stackslim.data.audio", "AudioError"), ("stackslim.data.datasets", "DataError"),
-                      ("stackslim.similarity.errors", "SimilarityError")):
+                      ("stackslim.similarity.errors", "SimilarityError"),
+                      ("stackslim.prune.errors", "PruneError"), ("stackslim.mimic.config", "MimicError")):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):

@@ -194,7 +194,9 @@ def write_plot(result: PruneResult, path: str | os.PathLike, chance: float) -> P
     names = {"no_refit": "no post-training", "refit": "head re-fitted"}
     panels = [(names[v], {s.name: s.curves[v].test_accuracy for s in result.strategies})
               for v in VARIANTS if v in result.strategies[0].curves]
-    kind = "fine-tuned" if result.teacher.finetuned else "frozen encoder + head"
+    ld = result.config.finetune_layerdrop
+    kind = (f"fine-tuned, LayerDrop {ld:g}" if ld > 0 else "fine-tuned") if result.teacher.finetuned \
+        else "frozen encoder + head"
     title = f"{result.model}, task {result.task['task']} ({kind} teacher)"
     return plot_curves(panels, result.teacher.test_accuracy, result.config.threshold, chance, path,
                        title=title, paper=PAPER_STRATEGIES)

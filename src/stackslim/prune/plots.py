@@ -41,7 +41,7 @@ def plot_curves(panels: Sequence[tuple[str, dict[str, list[float]]]], teacher_ac
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best", framealpha=0.8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
