@@ -127,3 +127,27 @@ def test_delegates_adapter_attributes():
     assert s.mode == "unpadded" and s.max_frames == 1500
     with pytest.raises(AttributeError):
         s.no_such_attribute
+
+
+def test_a_new_init_method_plugs_in():
+    from stackslim.share import INITS, register_init
+    from stackslim.share.convert import GroupInit
+
+    seen = []
+
+    @register_init("test-first-layer")
+    def first(weights, rank, diag, info):
+        seen.append((info["layers"], info["matrix"], info["calib"]))
+        z = torch.zeros_like(weights[0])
+        return GroupInit(weights[0], [(z[:, :rank], z[:rank], z.diagonal() if diag else None)
+                                      for _ in weights])
+
+    try:
+        enc = load_encoder("random:hubert")
+        s = to_residual(enc, groups=2, rank=2, init="test-first-layer", init_options={"calib": 7})
+        assert seen[0] == ([0, 1], "attention.q_proj", 7) and len(seen) == 12
+        err = {(c["layer"], c["matrix"]): c["rel_error"] for c in s.conversion}
+        assert err[0, "feed_forward.intermediate_dense"] == 0.0
+        assert err[1, "feed_forward.intermediate_dense"] > 0.1
+    finally:
+        INITS.pop("test-first-layer")

@@ -17,7 +17,8 @@ filled is an *init method* (`INITS`, extend with `register_init`):
 
 An init method gets the group's dense weights and returns W_shared and the per-layer
 (A, B, d). A later activation-aware method (calibration activations, aligned neurons and
-heads) plugs in the same way, using the `info` it receives (layers, matrix name, encoder).
+heads) plugs in the same way, using the `info` it receives (layers, matrix name, group, the
+dense encoder, and whatever `to_residual(..., init_options=...)` passes, e.g. calibration clips).
 
 Biases and norms stay per layer by default (so that full rank is exact); with
 ``share_norms=True`` (the paper's accounting) each group holds one bias per map (the mean of
@@ -188,7 +189,8 @@ def _share_norms(layers: list[nn.Module]) -> None:
 @torch.no_grad()
 def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag: bool = True,
                 share_norms: bool = False, init: str = "svd", max_size: int | None = None,
-                blocks=None, waves=None, seed: int = 0) -> SharedEncoder:
+                blocks=None, waves=None, seed: int = 0,
+                init_options: dict | None = None) -> SharedEncoder:
     """A ResidualTransformer copy of `enc` (`enc` itself is left untouched).
 
     Args:
@@ -203,6 +205,8 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
         max_size: with groups="blocks": cut blocks into runs of at most this many layers.
         blocks, waves: with groups="blocks": the measured blocks, or clips to measure them on.
         seed: random seed of init methods that draw (scratch).
+        init_options: extra entries of the `info` dict every init call receives (e.g.
+            calibration activations for an activation-aware method).
 
     Returns:
         A `SharedEncoder` with the same interface as `enc`; `.conversion` holds the relative
@@ -224,7 +228,8 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
             dense = [_dense(layers[i], name, i) for i in members]
             W0 = dense[0].weight
             r = min(W0.shape) if rank == "full" else int(rank)
-            info = {"encoder": enc, "layers": members, "matrix": name, "group": g, "generator": gen}
+            info = {"encoder": enc, "layers": members, "matrix": name, "group": g, "generator": gen,
+                    **(init_options or {})}
             out = INITS[init]([lin.weight.detach().cpu() for lin in dense], r, diag, info)
             shared = nn.Parameter(out.shared.to(W0.dtype).to(W0.device))
             group_bias = None
