@@ -106,7 +106,9 @@ def run_scratch(args) -> list[dict]:
                "dense_stack_params": dense_stack, "stack_size_pct": round(100 * stack / dense_stack, 2),
                "encoder_params": enc.num_params(), "test_accuracy_pct": round(100 * acc, 2),
                "best_val_accuracy_pct": round(100 * log.best_score, 2), "best_epoch": log.best_epoch + 1,
-               "epochs_run": log.epochs_run, "train_seconds": round(secs, 1)}
+               "epochs_run": log.epochs_run, "train_seconds": round(secs, 1),
+               "settings": {k: getattr(args, f"scratch_{k}") for k in ("width", "words", "clips", "epochs",
+                                                                          "batch", "lr")}}
         print(f"[scratch] {row}", flush=True)
         rows.append(row)
     dense_acc = rows[0]["test_accuracy_pct"]
@@ -194,14 +196,15 @@ def fmt(v) -> str:
 
 
 def to_markdown(res: dict) -> str:
-    lines = ["# ResidualTransformer sharing (`stackslim.share`)", "", f"`{res['command']}`", "",
-             res["notes"], ""]
+    lines = ["# ResidualTransformer sharing (`stackslim.share`)", "", res["notes"], ""]
     sc = [r for r in res["rows"] if r["part"] == "scratch"]
     if sc:
-        lines += [f"## From scratch: 12-layer encoder (d={res['inputs']['scratch_width']}, ffn {4 * res['inputs']['scratch_width']}) on synth-commands", "",
-                  f"Words: {res['inputs']['scratch_words']} of the 35 (KWS_WORDS), every clip of them, "
-                  f"speaker-disjoint splits; {res['inputs']['scratch_epochs']} epochs, "
-                  f"lr {res['inputs']['scratch_lr']}, batch {res['inputs']['scratch_batch']}, same seed "
+        st = sc[0]["settings"]
+        lines += [f"## From scratch: 12-layer encoder (d={st['width']}, ffn {4 * st['width']}) on synth-commands", "",
+                  f"`{sc[0].get('command', res['command'])}`", "",
+                  f"Words: {st['words']} of the 35 (KWS_WORDS), every clip of them, "
+                  f"speaker-disjoint splits; {st['epochs']} epochs, "
+                  f"lr {st['lr']}, batch {st['batch']}, same seed "
                   "for every variant. "
                   "Stack size: unique parameters of the 12 layers (biases and norms shared per group) "
                   "as % of the dense stack. Accuracy: test split, best validation epoch.", "",
@@ -216,6 +219,7 @@ def to_markdown(res: dict) -> str:
     if wh:
         t = wh[0]
         lines += ["## Plain conversion of whisper-base (6 layers, d=512), diag on, per-layer biases/norms", "",
+                  f"`{t.get('command', res['command'])}`", "",
                   f"Teacher: keyword accuracy {fmt(t['accuracy_pct'])}%, WER {fmt(t['wer_pct'])}%, "
                   f"stack {t['stack_params']:,} parameters, CPU latency "
                   f"{t['latency_ms']['batch1_ms']:.1f} ms/clip (batch 1, 1 s clips).", "",
@@ -263,13 +267,14 @@ def main(argv=None) -> int:
     out_json = Path(tempfile.gettempdir()) / "share_quick.json" if args.quick else OUT / "share.json"
     old = json.loads(out_json.read_text()) if out_json.exists() else {"rows": []}
     t0 = time.monotonic()
+    command = " ".join(["python bench/share.py", *(sys.argv[1:] if argv is None else argv)])
     rows = []
     for part, fn in (("scratch", run_scratch), ("whisper", run_whisper)):
         if args.part in ("all", part):
-            rows += fn(args)
-        else:
+            rows += [{**r, "command": command} for r in fn(args)]
+        else:  # kept from an earlier run, with the command that made them
             rows += [r for r in old["rows"] if r["part"] == part]
-    res = {"command": "python bench/share.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    res = {"command": command,
            "machine": {**provenance(), "platform": platform.platform()},
            "inputs": {**vars(args), "scratch_variants": SCRATCH_VARIANTS,
                       "whisper_variants": WHISPER_VARIANTS},
