@@ -21,8 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +31,7 @@ from torch import nn
 from ..heads import ClassifierHead
 from ..models.base import Encoder, as_waves
 from ..models.latency import count_params
+from ..results import atomic_dir
 from .config import MimicError
 from .data import check_encoder
 from .layers import make_layer
@@ -226,17 +225,9 @@ class MimicModel(nn.Module):
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise MimicError(f"output {str(path)!r} exists and is not a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             save_file(self.state_for_saving(), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
             (tmp / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

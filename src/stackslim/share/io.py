@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..models.base import EncoderError
+from ..results import atomic_dir
 from .model import SharedEncoder
 
 SHARE_META = "stackslim_share.json"
@@ -66,17 +65,9 @@ def save_shared(enc: SharedEncoder, path: Path) -> None:
         "share": enc.spec.to_json(), "groups": enc.groups, "aliases": aliases,
         "hf_config": enc.model.config.to_dict(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         (tmp / SHARE_META).write_text(json.dumps(meta, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _build_model(hf_config: dict):
