@@ -97,8 +97,9 @@ def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = 
     t0 = time.monotonic()
     if not cfg.metrics:
         raise SimilarityError("give at least one metric")
-    engine = SimilarityEngine(0 + 1, metrics=cfg.metrics, view=cfg.view, estimator=cfg.estimator,
-                              k=cfg.k, batch_size=cfg.batch_size)  # validates the combination early
+    # a one-state engine checks metrics, view, estimator and k before the model loads
+    SimilarityEngine(1, metrics=cfg.metrics, view=cfg.view, estimator=cfg.estimator, k=cfg.k,
+                     batch_size=cfg.batch_size)
     enc = load_encoder(model)
     ds = load_dataset(data)
     idx = select_clips(ds, cfg)
