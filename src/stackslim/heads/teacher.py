@@ -18,8 +18,9 @@ from .head import ClassifierHead
 @torch.no_grad()
 def predict(head: ClassifierHead, cache: StateCache, which: int = -1,
             batch_size: int = 128) -> torch.Tensor:
-    """(N,) predicted class ids for every clip of `cache`."""
+    """(N,) predicted class ids for every clip of `cache` (on pooled frames: see `pooled_cache`)."""
     head.eval()
+    cache = cache.as_pooled(which)
     out = []
     for s in range(0, len(cache), batch_size):
         h, n = cache.batch(which, range(s, min(s + batch_size, len(cache))))
@@ -36,8 +37,13 @@ def fit_head(train_cache: StateCache, train_y: torch.Tensor, val_cache: StateCac
              val_y: torch.Tensor, num_classes: int, cfg: TrainConfig = TrainConfig(),
              which: int = -1, proj_size: int = 256, head: ClassifierHead | None = None,
              desc: str = "head", progress: bool = True) -> tuple[ClassifierHead, TrainLog]:
-    """Train the paper's head (cross-entropy) on frozen states; best validation epoch kept."""
+    """Train the paper's head (cross-entropy) on frozen states; best validation epoch kept.
+
+    The head is affine up to its mean over frames, so it trains on each clip's mean frame
+    (`StateCache.as_pooled`): the same function, T times fewer multiply-adds per step.
+    """
     torch.manual_seed(cfg.seed)
+    train_cache, val_cache = train_cache.as_pooled(which), val_cache.as_pooled(which)
     D = train_cache.states[which][0].shape[1]
     head = head or ClassifierHead(D, num_classes, proj_size)
 

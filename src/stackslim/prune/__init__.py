@@ -10,7 +10,8 @@ from .curves import Curve, Evaluator
 from .errors import PruneError
 from .pipeline import PruneResult, StrategyResult, prune, run_pruning
 from .save import classify, load_head, load_pruned, save_head, save_pruned
-from .stack import Split, StackRunner, front_end_states, head_logits, kept_layers, pooled_cache
+from ..models.cache import pooled_cache
+from .stack import Split, StackRunner, front_end_states, head_logits, kept_layers
 from .strategies import STRATEGIES, ScoringContext, deletion_order
 from .teacher import Teacher, train_teacher
 

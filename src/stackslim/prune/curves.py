@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from ..heads import ClassifierHead, fit_head
 from ..train import TrainConfig
-from .stack import StackRunner, kept_layers, pooled_cache
+from ..models.cache import pooled_cache
+from .stack import StackRunner, kept_layers
 
 VARIANTS = ("no_refit", "refit")
 

@@ -25,10 +25,11 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .. import runtime
 from ..data import AudioDataset
 from ..heads import ClassifierHead
 from ..models.base import Encoder, HiddenStates, as_waves
-from ..models.cache import StateCache
+from ..models.cache import ShardedBatches, StateCache
 
 
 def front_end_states(enc: Encoder, dataset: AudioDataset, indices: Sequence[int],
@@ -42,15 +43,21 @@ def front_end_states(enc: Encoder, dataset: AudioDataset, indices: Sequence[int]
     store = {} if store is None else store
     todo = sorted({int(i) for i in indices} - set(store))
     enc.model.eval()
-    bar = tqdm(total=len(todo), desc="front end", unit="clip", disable=not progress or not todo,
-               leave=False)
-    with torch.no_grad():
-        for waves, idx in dataset.batches(todo, batch_size):
+    bar = tqdm(total=len(todo), desc="front end", unit="clip",
+               disable=not progress or not todo or not runtime.is_main(), leave=False)
+    new: dict[int, torch.Tensor] = {}
+    with torch.no_grad():  # under torchrun each rank encodes its batches; all ranks get all below
+        for waves, idx in ShardedBatches(dataset.batches(todo, batch_size)):
             x0, lengths = enc.front_end(as_waves(waves))  # (B, T, D), (B,)
             for b, (i, n) in enumerate(zip(idx, lengths.tolist())):
-                store[i] = x0[b, :n].float().clone()
+                new[i] = x0[b, :n].float().clone()
             bar.update(len(idx))
     bar.close()
+    if runtime.is_distributed():  # every rank gets every rank's clips
+        for part in runtime.all_gather_objects({i: t.cpu() for i, t in new.items()}):
+            store.update(part)
+    else:
+        store.update(new)
     return store
 
 
@@ -92,13 +99,6 @@ class Split:
         """The split as a StateCache of state 0 (one unpadded tensor per clip, batch order)."""
         seqs = [x[b, :n] for x, ns in zip(self.x0, self.lengths) for b, n in enumerate(ns.tolist())]
         return StateCache(states={0: seqs}, lengths=torch.cat(self.lengths), indices=list(self.rows))
-
-
-def pooled_cache(pooled: torch.Tensor) -> StateCache:
-    """(N, D) pooled vectors as a StateCache of 1-frame clips: `fit_head` on it trains the
-    paper's head exactly as on the frames (the head is linear up to the mean)."""
-    return StateCache(states={-1: list(pooled[:, None, :])}, lengths=torch.ones(len(pooled), dtype=torch.long),
-                      indices=list(range(len(pooled))))
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ from ..models.base import Encoder
 from ..train import TrainConfig, TrainLog
 from .config import PruneConfig
 from .errors import PruneError
-from .stack import Split, StackRunner, pooled_cache
+from ..models.cache import pooled_cache
+from .stack import Split, StackRunner
 
 
 @dataclass
