@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..models.base import Encoder, as_waves
-from ..models.cache import StateCache
+from .. import runtime
+from ..models.base import Encoder
+from ..models.cache import ShardedBatches, StateCache
+from ..models.memo import features_and_states
 from .config import MimicError
 
 FEATURES, BOUNDARY, LAST = "features", "boundary", "last"
@@ -52,16 +54,17 @@ def cache_targets(enc: Encoder, batches: Iterable[tuple[list[np.ndarray], list[i
     if any(not 1 <= i <= L - 1 for i in also):
         raise MimicError(f"extra hidden states must lie in 1..{L - 1}, got {also}")
     keys = [FEATURES, LAST] + ([BOUNDARY] if boundary is not None else []) + also
-    keep_all = boundary is not None or bool(also)
     states: dict = {k: [] for k in keys}
     lengths: list[int] = []
     indices: list[int] = []
     enc.model.eval()
-    bar = tqdm(total=total, desc=desc, unit="clip", disable=not progress, leave=False)
+    batches = ShardedBatches(batches)  # under torchrun: this rank's batches, gathered below
+    bar = tqdm(total=total, desc=desc, unit="clip", disable=not progress or not runtime.is_main(),
+               leave=False)
     with torch.inference_mode():
         for waves, idx in batches:
-            h, n = enc.features(as_waves(waves))  # (B, T, D) before positions
-            hs = enc.stack_forward(enc.add_positions(h, n), n, final_norm=True, keep=keep_all)
+            h, hs = features_and_states(enc, waves)  # (B, T, D) before positions; states 0..L
+            n = hs.lengths
             got = {FEATURES: h, LAST: hs.states[-1], **{i: hs.states[i] for i in also}}
             if boundary is not None:
                 got[BOUNDARY] = hs.states[boundary]
@@ -73,8 +76,8 @@ def cache_targets(enc: Encoder, batches: Iterable[tuple[list[np.ndarray], list[i
             indices += list(idx)
             bar.update(len(idx))
     bar.close()
-    return StateCache(states=states, lengths=torch.tensor(lengths, dtype=torch.long),
-                      indices=indices)
+    return batches.gather(StateCache(states=states, lengths=torch.tensor(lengths, dtype=torch.long),
+                                     indices=indices))
 
 
 def concat_caches(*caches: StateCache) -> StateCache:
@@ -85,6 +88,31 @@ def concat_caches(*caches: StateCache) -> StateCache:
     return StateCache(states={k: [s for c in caches for s in c.states[k]] for k in keys},
                       lengths=torch.cat([c.lengths for c in caches]),
                       indices=[i for c in caches for i in c.indices])
+
+
+def chunk_cache(cache: StateCache, max_frames: int) -> StateCache:
+    """Cut every clip longer than `max_frames` into consecutive windows of at most `max_frames`.
+
+    Every state of a clip is cut at the same frames, so a window's features still line up with
+    its targets: clip (T, D) → windows [0, W), [W, 2W), ... (the last one shorter). A window's
+    ``indices`` entry is its clip's. Mixing long unlabelled clips (whisper-base on sentences:
+    100-335 frames) with 1 s task clips (50 frames) in one batch would pad every clip to the
+    longest one, several times the compute; cut to the task's length, batches stay dense.
+    (A window's targets were computed with the whole clip as context.)
+    """
+    if max_frames < 1:
+        raise MimicError(f"max_frames must be >= 1, got {max_frames}")
+    keys = list(cache.states)
+    states: dict = {k: [] for k in keys}
+    lengths: list[int] = []
+    indices: list[int] = []
+    for r, T in enumerate(cache.lengths.tolist()):
+        for s in range(0, T, max_frames):
+            for k in keys:
+                states[k].append(cache.states[k][r][s : s + max_frames])
+            lengths.append(min(max_frames, T - s))
+            indices.append(cache.indices[r])
+    return StateCache(states=states, lengths=torch.tensor(lengths, dtype=torch.long), indices=indices)
 
 
 def default_boundary(num_layers: int) -> int:
@@ -142,16 +170,24 @@ class MimicData:
     boundary: int | None
     num_layers: int
 
+    def unlabelled_windows(self) -> StateCache | None:
+        """The unlabelled clips cut to the train split's longest clip (`chunk_cache`), or None."""
+        if self.unlabelled is None:
+            return None
+        return chunk_cache(self.unlabelled, int(self.train.lengths.max()))
+
     def stage1_rows(self) -> StateCache:
-        """Everything stage 1 trains on: the train split, then the unlabelled clips."""
-        return self.train if self.unlabelled is None else concat_caches(self.train, self.unlabelled)
+        """Everything stage 1 trains on: the train split, then the unlabelled windows."""
+        extra = self.unlabelled_windows()
+        return self.train if extra is None else concat_caches(self.train, extra)
 
     def describe(self) -> dict:
         return {"train": len(self.train), "validation": len(self.validation),
                 "test": len(self.test),
                 "unlabelled": 0 if self.unlabelled is None else len(self.unlabelled),
                 "train_frames": int(self.train.lengths.sum()),
-                "stage1_frames": int(self.stage1_rows().lengths.sum()),
+                "stage1_frames": int(self.train.lengths.sum()) + (
+                    0 if self.unlabelled is None else int(self.unlabelled.lengths.sum())),
                 "boundary": self.boundary, "num_layers": self.num_layers}
 
 

@@ -169,7 +169,18 @@ class Encoder(nn.Module):
     @torch.inference_mode()
     def hidden_states(self, waves: Sequence[np.ndarray | torch.Tensor],
                       final_norm: bool = True) -> HiddenStates:
-        """Hidden states 0..L of a batch of 16 kHz mono clips (list of 1-D arrays)."""
+        """Hidden states 0..L of a batch of 16 kHz mono clips (list of 1-D arrays).
+
+        Inside `models.memo.remember_states(self)` clips seen before are not run again."""
+        from .memo import memo_of  # memo builds on this module
+
+        memo = memo_of(self)
+        if memo is not None:
+            return memo.hidden_states(waves, final_norm, self._compute_hidden_states)
+        return self._compute_hidden_states(waves, final_norm)
+
+    def _compute_hidden_states(self, waves: Sequence[np.ndarray | torch.Tensor],
+                               final_norm: bool = True) -> HiddenStates:
         self.model.eval()
         x0, lengths = self.front_end(as_waves(waves))
         return self.stack_forward(x0, lengths, final_norm=final_norm)

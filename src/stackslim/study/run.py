@@ -23,6 +23,7 @@ import torch
 from ..heads import ClassifierHead, prepare_task
 from ..models import Encoder, load_encoder
 from ..models.latency import bytes_on_disk, measure_latency
+from ..models.memo import remember_states
 from ..results import prepare_out_dir, provenance, write_json
 from .config import StudyConfig, parse_mimic, parse_share, preset
 from .steps import StepRunner, step_key
@@ -215,21 +216,22 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
     base = [model, str(data), cfg.task, cfg.seed, cfg.max_clips]
     summaries: dict = {}
     try:
-        summaries["analyze"] = runner.run("analyze", step_key(model, str(data), cfg.analyze_clips, cfg.seed),
-                                          _analyze_step(model, str(data), cfg))
-        summaries["prune"] = runner.run("prune", step_key(*base, cfg.strategies), _prune_step(enc, ds, cfg))
-        summaries["mimic"] = {m: runner.run(f"mimic-{m}", step_key(*base, m, cfg.train_minutes),
-                                            _mimic_step(enc, ds, cfg, m)) for m in cfg.mimic_grid}
-        summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes),
-                                            _share_step(enc, ds, cfg, s)) for s in cfg.share_grid}
-        if is_whisper:
-            dirs = {k: v["model_dir"] for k, v in summaries["share"].items()}
-            summaries["wer"] = runner.run("wer", step_key(*base, cfg.strategies, cfg.share_grid, cfg.wer_clips,
-                                                          cfg.train_minutes),
-                                          _wer_step(model, enc, cfg, summaries["prune"], dirs))
-        summaries["compare"] = runner.run("compare", step_key(*base, sorted(summaries), cfg.latency_clips,
-                                                              [runner.ran]),
-                                          _compare_step(enc, ds, cfg, summaries))
+        with remember_states(enc):  # the teacher runs once per clip, not once per step
+            summaries["analyze"] = runner.run("analyze", step_key(model, str(data), cfg.analyze_clips, cfg.seed),
+                                              _analyze_step(model, str(data), cfg))
+            summaries["prune"] = runner.run("prune", step_key(*base, cfg.strategies), _prune_step(enc, ds, cfg))
+            summaries["mimic"] = {m: runner.run(f"mimic-{m}", step_key(*base, m, cfg.train_minutes),
+                                                _mimic_step(enc, ds, cfg, m)) for m in cfg.mimic_grid}
+            summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes),
+                                                _share_step(enc, ds, cfg, s)) for s in cfg.share_grid}
+            if is_whisper:
+                dirs = {k: v["model_dir"] for k, v in summaries["share"].items()}
+                summaries["wer"] = runner.run("wer", step_key(*base, cfg.strategies, cfg.share_grid, cfg.wer_clips,
+                                                              cfg.train_minutes),
+                                              _wer_step(model, enc, cfg, summaries["prune"], dirs))
+            summaries["compare"] = runner.run("compare", step_key(*base, sorted(summaries), cfg.latency_clips,
+                                                                  [runner.ran]),
+                                              _compare_step(enc, ds, cfg, summaries))
     finally:
         runner.close()
     results = {"model": enc.name, "family": enc.family, "num_layers": enc.num_layers, "data": ds.name,
