@@ -4,7 +4,9 @@
     stackslim data synth NAME OUT              # build a synthetic data set offline
     stackslim analyze MODEL DATA --out DIR     # similarity matrices, blocks, heatmaps
 
-Errors on bad input print one line naming the input and exit with status 2.
+Errors on bad input print one line naming the input and exit with status 2; Ctrl-C prints
+one line and exits with status 130 (finished results are kept; resumable commands resume).
+Every command that loads a model takes `--allow-pickle` (off: safetensors only).
 """
 from __future__ import annotations
 
@@ -97,14 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_args, _) in COMMANDS.items():
         p = sub.add_parser(name, help=(add_args.__doc__ or "").strip().split("\n")[0] or None)
         add_args(p)
+        if any(a.dest == "model" for a in p._actions):  # every command that loads a model
+            p.add_argument("--allow-pickle", action="store_true", help=(
+                "accept pickled PyTorch weights (pytorch_model.bin) when a model folder has no "
+                "safetensors; unpickling can run code, so only for files you trust (read with "
+                "torch.load(weights_only=True) even then)"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    from .models.io import pickle_allowed
+
     try:
-        return int(COMMANDS[ns.cmd][1](ns) or 0)
+        with pickle_allowed(getattr(ns, "allow_pickle", False)):
+            return int(COMMANDS[ns.cmd][1](ns) or 0)
     except known_errors() as e:
         print(f"stackslim {ns.cmd}: error: {e}", file=sys.stderr)
         return 2

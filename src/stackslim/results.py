@@ -101,6 +101,8 @@ def provenance() -> dict:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a folder under a temporary name beside `path`; on success it replaces `path`.
 
+    Temporary folders of the same target left by a killed run are removed first.
+
         with atomic_dir(out / "model") as tmp:
             save_things(tmp)          # a crash here leaves `out / "model"` as it was
     """
@@ -108,6 +110,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     if p.exists() and not p.is_dir():
         raise OutputError(f"output {str(p)!r} exists and is not a folder")
     p.parent.mkdir(parents=True, exist_ok=True)
+    for stale in p.parent.glob(f".{p.name}.*"):  # left by a run that was killed while saving
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
     try:
         yield tmp

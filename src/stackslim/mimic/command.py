@@ -96,6 +96,8 @@ def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicC
         The MimicResult also written to ``out/mimic.json``.
     """
     out = prepare_out_dir(out)
+    # mimic.json marks a finished run: a stale one must not vouch for this run's model/
+    (out / "mimic.json").unlink(missing_ok=True)
     name = model.name if isinstance(model, Encoder) else str(model)
     data_name = getattr(data, "name", str(data))
     write_json(out / "config.json", {"command": COMMAND, "model": name, "data": data_name,

@@ -9,14 +9,26 @@ A spec is one of:
 
 Saved encoders are plain Hugging Face folders (safetensors) plus ``stackslim.json``, which
 records the adapter options; `transformers.AutoModel.from_pretrained` reads them as is.
+
+Weights load from safetensors only: pickled checkpoints (``pytorch_model.bin``) can run code
+when unpickled and are refused unless ``allow_pickle`` is given (the CLI's ``--allow-pickle``
+sets it for one command with `pickle_allowed`); even then they go through
+``torch.load(weights_only=True)``. ``trust_remote_code`` is never set. Weights stored in
+float16/bfloat16 are converted to float32, the precision stackslim computes in.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
+import torch
 from torch import nn
 
 from .base import Encoder, EncoderError
@@ -27,14 +39,45 @@ from .whisper import WhisperEncoderAdapter
 
 META = "stackslim.json"
 BUNDLED_NAMES = ("whisper-tiny.en", "whisper-base")
+_ALLOW_PICKLE: ContextVar[bool] = ContextVar("stackslim_allow_pickle", default=False)
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "vocab.json",
               "merges.txt", "special_tokens_map.json", "added_tokens.json", "normalizer.json")
 
 
+@contextmanager
+def pickle_allowed(allow: bool = True) -> Iterator[None]:
+    """Within the block, `load_encoder` (and `transcribe.load_whisper`) accept pickled weights
+    when called without an explicit `allow_pickle`: how `--allow-pickle` reaches every load of
+    one command."""
+    token = _ALLOW_PICKLE.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_PICKLE.reset(token)
+
+
+def pickle_is_allowed(allow_pickle: bool | None = None) -> bool:
+    """`allow_pickle` when given, else the setting of the enclosing `pickle_allowed` block."""
+    return _ALLOW_PICKLE.get() if allow_pickle is None else bool(allow_pickle)
+
+
+def _as_float32(model: nn.Module, name: str) -> nn.Module:
+    """Convert float16/bfloat16 weights to float32 (with a warning): stackslim computes on
+    CPU in float32, and half-precision layers there either fail or lose precision."""
+    low = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()
+                  if p.is_floating_point() and p.dtype != torch.float32})
+    if low:
+        warnings.warn(f"{name or 'model'}: {', '.join(low)} weights converted to float32", stacklevel=3)
+        model.float()
+    return model
+
+
 def wrap_model(model: nn.Module, name: str = "", mode: str | None = None,
                do_normalize: bool = True) -> Encoder:
-    """The adapter for a Hugging Face model object."""
+    """The adapter for a Hugging Face model object (float16/bfloat16 weights become float32)."""
     mtype = getattr(model.config, "model_type", None)
+    if mtype == "whisper" or mtype in W2V_FAMILIES:
+        _as_float32(model, name)
     if mtype == "whisper":
         return WhisperEncoderAdapter(model, name, mode=mode or "unpadded")
     if mtype in W2V_FAMILIES:
@@ -67,21 +110,27 @@ def _load_hf(path_or_id: str, allow_pickle: bool = False) -> nn.Module:
             raise EncoderError(f"model {path_or_id!r}: no safetensors weights; pickled weights can "
                                f"execute code and are refused (pass --allow-pickle to trust them)") from e
         raise EncoderError(f"model {path_or_id!r}: cannot load weights ({msg})") from e
+    except pickle.UnpicklingError as e:
+        raise EncoderError(f"model {path_or_id!r}: the pickled weights hold objects other than "
+                           f"tensors; refused even with --allow-pickle (torch.load(weights_only="
+                           f"True))") from e
     except Exception as e:  # corrupt safetensors, shape mismatch, ...
         raise EncoderError(f"model {path_or_id!r}: cannot load weights ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''})") from e
 
 
 def load_encoder(spec: str | os.PathLike, mode: str | None = None,
-                 allow_pickle: bool = False) -> Encoder:
+                 allow_pickle: bool | None = None) -> Encoder:
     """Load any supported speech encoder behind the `Encoder` interface.
 
     Args:
         spec: ``random:<family>``, a bundled name, a CTranslate2 folder, an HF folder or hub id.
         mode: Whisper only: "unpadded" (default) or "padded" (30 s windows).
-        allow_pickle: accept pickled (.bin) PyTorch weights. Off by default.
+        allow_pickle: accept pickled (.bin) PyTorch weights, read with
+            ``torch.load(weights_only=True)``. None: off, unless inside `pickle_allowed()`.
     """
     spec = str(spec)
+    allow_pickle = pickle_is_allowed(allow_pickle)
     if spec.startswith("random:"):
         family = spec.split(":", 1)[1]
         return wrap_model(random_model(family), name=spec, mode=mode)

@@ -98,8 +98,12 @@ def load_whisper(spec: str | Path):
                            "config.json) nor a CTranslate2 one (model.bin)") from None
     if mtype != "whisper":
         raise EncoderError(f"{folder}: a {mtype!r} model, not Whisper")
+    from .io import pickle_is_allowed
+
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+        # safetensors only unless pickled weights are allowed (see io.pickle_allowed)
+        model = WhisperForConditionalGeneration.from_pretrained(
+            folder, dtype=torch.float32, use_safetensors=None if pickle_is_allowed() else True)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

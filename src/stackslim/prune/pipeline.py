@@ -167,6 +167,8 @@ def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDat
     """The `stackslim prune` command as a function: writes DIR/pruning.json, DIR/pruning.png,
     DIR/config.json and (unless `cfg.save_model` is False) DIR/model/ (see `save_pruned`)."""
     out = prepare_out_dir(out)
+    # pruning.json marks a finished run (written last): a stale one must not vouch for model/
+    (out / "pruning.json").unlink(missing_ok=True)
     enc = model if isinstance(model, Encoder) else load_encoder(model)
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
     write_json(out / "config.json", {"command": "prune", "model": str(getattr(enc, "name", model)),
@@ -177,7 +179,6 @@ def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDat
         if found is not None:
             own = restrict_head(found[0], found[1], list(task.names))
     result, teacher_enc, evaluator = run_pruning(enc, task, cfg, head=own)
-    write_json(out / "pruning.json", result.to_json())
     write_plot(result, out / "pruning.png", chance=task.chance)
     if cfg.save_model:
         b = result.best
@@ -187,6 +188,7 @@ def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDat
                     meta={"classes": list(task.names), "task": cfg.task, "strategy": b["strategy"],
                           "variant": b["variant"], "teacher_finetuned": cfg.finetune,
                           "test_accuracy": b["test_accuracy"], "source_model": result.model})
+    write_json(out / "pruning.json", result.to_json())
     return result
 
 

@@ -86,6 +86,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
 
     t0 = time.monotonic()
     out = prepare_out_dir(out)
+    # share.json marks a finished run: a stale one must not vouch for this run's model/
+    (out / "share.json").unlink(missing_ok=True)
     write_json(out / "config.json", {"model": str(getattr(model, "name", model)), "data": str(data),
                                      "share": asdict(cfg)})
     groups, max_size = cfg.group_spec()

@@ -148,8 +148,9 @@ def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = 
                             if m in res.matrices},
     }
     if rank == 0:
+        # similarity.json marks a finished run: removed first, written last
+        (out_dir / "similarity.json").unlink(missing_ok=True)
         write_json(out_dir / "config.json", {"model": model, "data": str(data), **asdict(cfg)})
-        write_json(out_dir / "similarity.json", summary)
         write_json(out_dir / "blocks.json", {
             "blocks": {m: b.to_json() for m, b in blocks.items()},
             "robustness": robust.to_json() if robust is not None else None})
@@ -157,6 +158,7 @@ def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = 
             lo = None if m == "cka" and cfg.estimator == "unbiased" else 0.0
             plot_heatmap(mat, f"{enc.name} on {summary['data']}: {m} ({cfg.view}, {cfg.estimator}, "
                          f"n={res.n_samples})", blocks[m], path=out_dir / f"heatmap_{m}.png", vmin=lo)
+        write_json(out_dir / "similarity.json", summary)
     for p in out_dir.glob(CKPT + "*"):
         if p.name.startswith(CKPT) and (world == 1 or p.name.endswith(f".rank{rank}")):
             p.unlink(missing_ok=True)
