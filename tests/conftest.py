@@ -52,3 +52,23 @@ def make_tone_dataset(root, words: int = 3, speakers: int = 6, per: int = 4, sec
 def tone_data(tmp_path_factory):
     """Folder of a 72-clip tone data set (3 words × 6 speakers × 4), with manifest.csv."""
     return make_tone_dataset(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture
+def torchrun():
+    """Run `torchrun --standalone --nproc_per_node=N ARGS` (gloo on CPU, one thread per process);
+    returns the CompletedProcess. Skips when torchrun is not installed beside this Python."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("torchrun")
+    if not exe.exists():
+        pytest.skip("torchrun not installed beside this Python")
+
+    def run(args: list[str], nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run([str(exe), "--standalone", f"--nproc_per_node={nproc}", *map(str, args)],
+                              env=env, capture_output=True, text=True, timeout=timeout)
+
+    return run

@@ -83,7 +83,8 @@ def known_errors() -> tuple[type[BaseException], ...]:
     errs: list[type[BaseException]] = [EncoderError, OutputError, FileNotFoundError]
     for mod, name in (("stackslim.data.audio", "AudioError"), ("stackslim.data.datasets", "DataError"),
                       ("stackslim.similarity.errors", "SimilarityError"),
-                      ("stackslim.prune.errors", "PruneError"), ("stackslim.mimic.config", "MimicError")):
+                      ("stackslim.prune.errors", "PruneError"), ("stackslim.mimic.config", "MimicError"),
+                      ("stackslim.runtime", "DeviceError")):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -122,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stackslim {ns.cmd}: interrupted; finished results are kept, rerun to resume",
               file=sys.stderr)
         return 130
+    finally:
+        from .runtime import is_distributed
+
+        if is_distributed():  # under torchrun: leave the process group cleanly
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import runtime
 from ..config import add_config_args, config_from_args
 from ..heads import accuracy, prepare_task
 from ..models import Encoder, load_encoder
@@ -83,7 +84,7 @@ def choose_boundary(enc: Encoder, task, cfg: MimicConfig, progress: bool = True)
 
 
 def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicConfig(),
-          progress: bool = True) -> MimicResult:
+          progress: bool = True) -> MimicResult | None:
     """Train a mimic model for `model` on `data`'s task and compare it with the teacher.
 
     Args:
@@ -93,15 +94,20 @@ def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicC
         cfg: the run's options.
 
     Returns:
-        The MimicResult also written to ``out/mimic.json``.
+        The MimicResult also written to ``out/mimic.json``; None on the ranks other than 0
+        under torchrun (they encode their shard of the clips and train with DDP; rank 0
+        measures, saves and writes).
     """
-    out = prepare_out_dir(out)
-    # mimic.json marks a finished run: a stale one must not vouch for this run's model/
-    (out / "mimic.json").unlink(missing_ok=True)
+    runtime.init_from_env()
+    main = runtime.is_main()
+    out = prepare_out_dir(out) if main else Path(out)
     name = model.name if isinstance(model, Encoder) else str(model)
     data_name = getattr(data, "name", str(data))
-    write_json(out / "config.json", {"command": COMMAND, "model": name, "data": data_name,
-                                     "config": cfg})
+    if main:
+        # mimic.json marks a finished run: a stale one must not vouch for this run's model/
+        (out / "mimic.json").unlink(missing_ok=True)
+        write_json(out / "config.json", {"command": COMMAND, "model": name, "data": data_name,
+                                         "config": cfg})
     enc = model if isinstance(model, Encoder) else load_encoder(model)
     check_encoder(enc)
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
@@ -116,6 +122,8 @@ def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicC
         info={"data": data_name, "task": cfg.task, "boundary": boundary, "baseline": cfg.baseline})
     logs = fit_mimic(student, mdata, cfg, progress)
     mimic_acc = accuracy_on(student, mdata.test, mdata.y["test"])
+    if not main:  # latency is timed, and files written, by rank 0 alone
+        return None
     model_dir = student.save(out / "model")
     waves = [task.dataset.load(i) for i in task.splits["test"][: cfg.latency_batch]]
     t = teacher_numbers(enc, head, waves, teacher_acc, repeats=cfg.latency_repeats)
@@ -145,6 +153,8 @@ def run(ns: argparse.Namespace) -> int:
     except MimicError as e:
         print(f"stackslim mimic: error: {e}", file=sys.stderr)
         return 2
+    if res is None:  # a torchrun rank other than 0
+        return 0
     print(f"{res.model} on {res.data} ({res.task['task']}, {res.task['classes']} classes): "
           f"{cfg.layers} x {cfg.kind} mimic layer(s), z={cfg.hidden}"
           + (" (baseline: no stage 1)" if cfg.baseline else ""))

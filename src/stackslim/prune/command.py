@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import runtime
 from ..config import add_config_args, config_from_args
 from .config import PruneConfig
 
@@ -26,6 +27,8 @@ def run(ns: argparse.Namespace) -> int:
 
     cfg = config_from_args(PruneConfig, ns)
     result = prune(ns.model, ns.data, ns.out, cfg)
+    if not runtime.is_main():  # under torchrun rank 0 alone reports
+        return 0
     t = result.teacher
     print(f"teacher ({'fine-tuned' if t.finetuned else 'frozen encoder + head'}): test accuracy "
           f"{t.test_accuracy:.4f}; layers deletable at capacity >= {cfg.threshold:g} (of "

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .. import runtime
 from ..data import AudioDataset
 from ..heads import ClassifierHead, Task, prepare_task
 from ..heads.own_head import load_own_head, restrict_head
@@ -165,20 +166,28 @@ def _stack_params(enc: Encoder, deleted: list[int]) -> int:
 def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
           out: str | os.PathLike, cfg: PruneConfig = PruneConfig()) -> PruneResult:
     """The `stackslim prune` command as a function: writes DIR/pruning.json, DIR/pruning.png,
-    DIR/config.json and (unless `cfg.save_model` is False) DIR/model/ (see `save_pruned`)."""
-    out = prepare_out_dir(out)
-    # pruning.json marks a finished run (written last): a stale one must not vouch for model/
-    (out / "pruning.json").unlink(missing_ok=True)
+    DIR/config.json and (unless `cfg.save_model` is False) DIR/model/ (see `save_pruned`).
+
+    Under torchrun the ranks share the front-end encoding and train the heads with DDP; every
+    rank scores (the same numbers), and rank 0 alone writes."""
+    runtime.init_from_env()
+    main = runtime.is_main()
+    out = prepare_out_dir(out) if main else Path(out)
     enc = model if isinstance(model, Encoder) else load_encoder(model)
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
-    write_json(out / "config.json", {"command": "prune", "model": str(getattr(enc, "name", model)),
-                                     "data": task.dataset.name, **asdict(cfg)})
+    if main:
+        # pruning.json marks a finished run (written last): a stale one must not vouch for model/
+        (out / "pruning.json").unlink(missing_ok=True)
+        write_json(out / "config.json", {"command": "prune", "model": str(getattr(enc, "name", model)),
+                                         "data": task.dataset.name, **asdict(cfg)})
     own = None
     if cfg.own_head and not isinstance(model, Encoder):
         found = load_own_head(model) if Path(model).is_dir() else None
         if found is not None:
             own = restrict_head(found[0], found[1], list(task.names))
     result, teacher_enc, evaluator = run_pruning(enc, task, cfg, head=own)
+    if not main:
+        return result
     write_plot(result, out / "pruning.png", chance=task.chance)
     if cfg.save_model:
         b = result.best

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .. import runtime
 from ..config import add_config_args, config_from_args
 from ..heads import accuracy, fit_head, prepare_task
 from ..models.base import Encoder
@@ -73,7 +74,7 @@ def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, w
 
 
 def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = ShareConfig(),
-          progress: bool = True) -> ShareResult:
+          progress: bool = True) -> ShareResult | None:
     """Convert `model` to the ResidualTransformer form, recover it, and compare it with the teacher.
 
     Args:
@@ -81,15 +82,22 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
         data: a labelled data set (folder, CSV, or synth-commands).
         out: output folder (share.json, config.json, model/).
         cfg: the settings (`ShareConfig`).
+
+    Returns:
+        The ShareResult also written to ``out/share.json``; None on the ranks other than 0
+        under torchrun (they encode their shard of the clips and recover with DDP; rank 0
+        measures, saves and writes).
     """
     from ..models import load_encoder
 
     t0 = time.monotonic()
-    out = prepare_out_dir(out)
-    # share.json marks a finished run: a stale one must not vouch for this run's model/
-    (out / "share.json").unlink(missing_ok=True)
-    write_json(out / "config.json", {"model": str(getattr(model, "name", model)), "data": str(data),
-                                     "share": asdict(cfg)})
+    runtime.init_from_env()
+    out = prepare_out_dir(out) if runtime.is_main() else Path(out)
+    if runtime.is_main():
+        # share.json marks a finished run: a stale one must not vouch for this run's model/
+        (out / "share.json").unlink(missing_ok=True)
+        write_json(out / "config.json", {"model": str(getattr(model, "name", model)),
+                                         "data": str(data), "share": asdict(cfg)})
     groups, max_size = cfg.group_spec()
     teacher = load_encoder(model) if isinstance(model, (str, Path)) else model
     teacher.eval()
@@ -129,6 +137,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
                       val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
                       progress=progress)
         after = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
+    if not runtime.is_main():  # latency is timed, and files written, by rank 0 alone
+        return None
     student.save(out / "model")
     dense = student.materialize()
     latency = {}
@@ -160,6 +170,8 @@ def run(ns: argparse.Namespace) -> int:
     cfg = config_from_args(ShareConfig, ns)
     torch.manual_seed(cfg.seed)
     r = share(ns.model, ns.data, ns.out, cfg)
+    if r is None:  # a torchrun rank other than 0
+        return 0
     size = r.size
     line = (f"{r.model}: groups {r.groups}, rank {cfg.rank}: stack {size['stack_params']:,} / "
             f"{size['dense_stack_params']:,} parameters ({100 * size['stack_ratio']:.1f}%), "

@@ -10,7 +10,14 @@ checkpoint of the streaming statistics (`DIR/.analyze.ckpt`) lets a killed run r
 
 Under torchrun each rank encodes its shard of the clips (rank r takes clips r, r+W, ...);
 the statistics are summed with all_reduce, so the matrices equal the one-process ones; only
-rank 0 writes.
+rank 0 writes. The model runs on `--device` (auto: the rank's GPU when CUDA is available);
+the statistics stay on that device and only their reduced sums are written.
+
+Memory: the model, one forward batch, and the statistics. With `--estimator minibatch`, or
+`--metrics cosine,cka --cka-space feature` (exact CKA from (L+1)²/2 streamed D×D sums), the
+statistics do not grow with the clips. The exact default (Gram-space CKA and mutual kNN over
+all clips) keeps every clip's pooled states, (L+1)·D float64 per clip, and builds N×N Grams at
+the end (`bench/scale.py` measures all three).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import runtime
 from ..config import add_config_args, config_from_args
 from ..results import prepare_out_dir, provenance, write_json
 from .blocks import find_blocks
@@ -51,6 +59,10 @@ class AnalyzeConfig:
                                                         "(paper), unbiased (Nguyen 2021)", "choices": ESTIMATORS})
     k: int = field(default=8, metadata={"help": "neighbours of mutual kNN"})
     batch_size: int = field(default=128, metadata={"help": "samples per minibatch (minibatch/unbiased)"})
+    cka_space: str = field(default="auto", metadata={
+        "help": "exact CKA in gram space (stores every sample: memory grows with the clips) or "
+                "feature space (D×D sums: memory independent of the clips); auto: feature for "
+                "frames, gram otherwise", "choices": ("auto", "gram", "feature")})
     encode_batch: int = field(default=16, metadata={"help": "clips per forward pass"})
     max_clips: int = field(default=0, metadata={"help": "use at most this many clips (0: all), seeded"})
     split: str = field(default="all", metadata={"help": "which clips: all, train, validation, test",
@@ -59,6 +71,7 @@ class AnalyzeConfig:
     final_norm: bool = field(default=True, metadata={"help": "state L after the family's final norm"})
     robustness: bool = field(default=True, metadata={"help": "check blocks against outlier channels"})
     checkpoint_every: int = field(default=20, metadata={"help": "batches between resume checkpoints"})
+    device: str = field(default="auto", metadata={"help": runtime.DEVICE_HELP})
 
 
 def select_clips(ds, cfg: AnalyzeConfig) -> list[int]:
@@ -75,39 +88,31 @@ def select_clips(ds, cfg: AnalyzeConfig) -> list[int]:
     return idx
 
 
-def _dist() -> tuple[int, int]:
-    """(rank, world size); initialises torch.distributed when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = AnalyzeConfig(),
             progress: bool = True) -> dict:
     """Run the analysis and write its files; returns the content of similarity.json."""
     from ..data import load_dataset
     from ..models import load_encoder
 
-    rank, world = _dist()
+    rank, world = runtime.init_from_env()
+    device = runtime.choose_device(cfg.device)
     out_dir = prepare_out_dir(out) if rank == 0 else Path(out)
     t0 = time.monotonic()
     if not cfg.metrics:
         raise SimilarityError("give at least one metric")
     # a one-state engine checks metrics, view, estimator and k before the model loads
     SimilarityEngine(1, metrics=cfg.metrics, view=cfg.view, estimator=cfg.estimator, k=cfg.k,
-                     batch_size=cfg.batch_size)
-    enc = load_encoder(model)
+                     batch_size=cfg.batch_size, cka_space=cfg.cka_space)
+    enc = load_encoder(model).to(device)
     ds = load_dataset(data)
     idx = select_clips(ds, cfg)
-    mine = idx[rank::world]
+    mine = runtime.shard(idx)
     engine = SimilarityEngine(enc.num_layers + 1, metrics=cfg.metrics, view=cfg.view,
-                              estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size)
+                              estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size,
+                              cka_space=cfg.cka_space)
     # resume: the checkpoint is tied to the run's inputs and this rank's shard
-    key = hashlib.sha1(json.dumps([model, str(data), asdict(cfg), mine, world]).encode()).hexdigest()
+    same = {k: v for k, v in asdict(cfg).items() if k != "device"}  # a resume may switch device
+    key = hashlib.sha1(json.dumps([model, str(data), same, mine, world]).encode()).hexdigest()
     ckpt = out_dir / (CKPT + (f".rank{rank}" if world > 1 else ""))
     done = 0
     if ckpt.exists():
@@ -141,6 +146,7 @@ def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = 
     summary = {
         "model": enc.name, "family": enc.family, "num_layers": enc.num_layers,
         "data": getattr(ds, "name", str(data)), "clips": len(idx), "processes": world,
+        "device": str(device),
         "final_norm": cfg.final_norm, "config": asdict(cfg), "versions": provenance(),
         "seconds": round(time.monotonic() - t0, 2),
         "similarity": res.to_json(),
@@ -178,7 +184,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ns: argparse.Namespace) -> int:
     cfg = config_from_args(AnalyzeConfig, ns)
     summary = analyze(ns.model, ns.data, ns.out, cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if runtime.is_main():
         for m, b in summary["blocks"].items():
             print(f"{m:>6}: blocks {b['blocks']}")
         if summary["robustness"]:

@@ -5,25 +5,12 @@ same code runs in one process and under torchrun.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from ..runtime import all_gather_objects, comm_device, is_distributed, world_size
 
-def is_distributed() -> bool:
-    """True when torch.distributed is available and a process group is initialised."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def world_size() -> int:
-    return torch.distributed.get_world_size() if is_distributed() else 1
-
-
-def comm_device() -> torch.device:
-    """Where collective tensors must live: the current GPU for nccl, else the CPU."""
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+__all__ = ["all_gather_objects", "all_reduce_max_int", "all_reduce_sum_", "comm_device",
+           "is_distributed", "world_size"]
 
 
 def _all_reduce_(t: torch.Tensor, op) -> torch.Tensor:
@@ -49,12 +36,3 @@ def all_reduce_max_int(x: int) -> int:
     if not is_distributed():
         return int(x)
     return int(_all_reduce_(torch.tensor([int(x)], dtype=torch.int64), torch.distributed.ReduceOp.MAX).item())
-
-
-def all_gather_objects(obj: Any) -> list[Any]:
-    """One object per process, in rank order (tensors should be on the CPU)."""
-    if not is_distributed():
-        return [obj]
-    out: list[Any] = [None] * world_size()
-    torch.distributed.all_gather_object(out, obj)
-    return out

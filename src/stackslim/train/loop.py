@@ -5,6 +5,20 @@ validation score, best weights restored at the end.
 The caller supplies `step_loss(rows) -> loss` (a scalar tensor on a batch of row indices) and
 optionally `validate() -> score` (higher is better). Everything else — shuffling with a seed,
 the optimiser, progress, patience, the time limit — lives here once.
+
+Under torchrun (a process group initialised, `stackslim.runtime.init_from_env`) the same call
+trains with DistributedDataParallel: every rank draws the same shuffled order (same seed), and
+of each global batch of `cfg.batch_size` rows rank r takes rows r, r + W, ... (W processes).
+DDP averages the W local gradients; the local loss is weighted by W·n_r / n (n_r of the
+batch's n rows are local), so for a loss that is a mean over rows the reduced gradient is the
+full batch's:
+
+    (1/W) Σ_r ∇(W n_r / n · L_r) = Σ_r (n_r / n) ∇L_r = ∇L_batch
+
+A rank with no row in a (short, last) batch runs the step on one row with weight 0, so that it
+still joins the gradient all_reduce. Decisions are made once for all ranks: the validation
+score is rank 0's (broadcast), and the time budget / a non-finite loss stop every rank at the
+same step (all_reduce of the flags). One process (no group) runs exactly the plain loop.
 """
 from __future__ import annotations
 
@@ -17,6 +31,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .. import runtime
 
 
 @dataclass(frozen=True)
@@ -55,35 +71,52 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
     once the budget is spent (checked after every step).
     """
     params = [p for p in (params if params is not None else module.parameters()) if p.requires_grad]
+    params = list({id(p): p for p in params}.values())  # a shared tensor once (optimiser, DDP)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = _DistributedStep(params, step_loss) if runtime.is_distributed() else None
     gen = torch.Generator().manual_seed(cfg.seed)
     log = TrainLog()
     best_state = None
     t0 = time.monotonic()
     deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress or not runtime.is_main(),
+               leave=False)
     for epoch in bar:
         module.train()
         order = torch.randperm(n_rows, generator=gen).tolist()
         total, count = 0.0, 0
         for s in range(0, n_rows, cfg.batch_size):
             rows = order[s : s + cfg.batch_size]
-            loss = step_loss(rows)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch}")
+            if step is None:
+                loss = step_loss(rows)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch}")
+                local, mine = loss, len(rows)
+            else:
+                loss, local, mine = step(rows)
+                # agreed before backward: a rank that raised or stopped alone would leave the
+                # others waiting in DDP's gradient all_reduce
+                bad, out_of_time = (f > 0 for f in runtime.all_reduce_floats(
+                    [not torch.isfinite(local), time.monotonic() > deadline], "max"))
+                if bad:
+                    raise FloatingPointError(f"{desc}: loss became non-finite at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(rows)
-            count += len(rows)
-            if time.monotonic() > deadline:
+            total += local.item() * mine
+            count += mine
+            if step is None:
+                out_of_time = time.monotonic() > deadline
+            if out_of_time:
                 break
         module.eval()
         log.epochs_run = epoch + 1
+        if step is not None:
+            total, count = runtime.all_reduce_floats([total, count])
         log.train_loss.append(total / max(count, 1))
         if validate is not None:
             with torch.no_grad():
-                score = float(validate())
+                score = runtime.broadcast_float(validate())  # rank 0's: one decision for all
             log.val_score.append(score)
             if score > log.best_score:
                 log.best_score, log.best_epoch = score, epoch
@@ -94,7 +127,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
                 break
         else:
             bar.set_postfix(loss=f"{log.train_loss[-1]:.4f}")
-        if time.monotonic() > deadline:
+        if _past(deadline, step is not None):
             log.stopped_by = "time"
             break
     bar.close()
@@ -102,3 +135,49 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
         module.load_state_dict(best_state)
     log.seconds = time.monotonic() - t0
     return log
+
+
+def _past(deadline: float, agree: bool) -> bool:
+    """Whether the time budget is spent; with `agree`, true on every rank once true on one."""
+    late = time.monotonic() > deadline
+    return runtime.all_reduce_floats([late], "max")[0] > 0 if agree else late
+
+
+class _StepModule(nn.Module):
+    """The trained parameters as one module whose forward is the caller's step, so that DDP
+    (which hooks the parameters of the module it wraps) sees every use of them in the step."""
+
+    def __init__(self, params: Sequence[nn.Parameter], step_loss: Callable[[Sequence[int]], torch.Tensor]):
+        super().__init__()
+        self.trained = nn.ParameterList(params)  # the same Parameter objects, not copies
+        self.step_loss = step_loss
+
+    def forward(self, rows: Sequence[int]) -> torch.Tensor:
+        return self.step_loss(rows)
+
+
+class _DistributedStep:
+    """One training step under DistributedDataParallel: this rank's rows of a global batch."""
+
+    def __init__(self, params: Sequence[nn.Parameter], step_loss: Callable[[Sequence[int]], torch.Tensor]):
+        from torch.nn.parallel import DistributedDataParallel
+
+        dev = params[0].device
+        # find_unused_parameters: a step may skip some trained parameters (LayerDrop, a head
+        # not in the loss); DDP then marks them ready instead of waiting for their gradients.
+        # The constructor also broadcasts rank 0's parameters: every rank starts identical.
+        self.ddp = DistributedDataParallel(
+            _StepModule(params, step_loss), device_ids=[dev.index] if dev.type == "cuda" else None,
+            broadcast_buffers=False, find_unused_parameters=True)
+        self.rank, self.world = runtime.rank(), runtime.world_size()
+
+    def __call__(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """For the global batch `rows`: (loss to back-propagate, local mean loss, local rows).
+
+        The first is the local loss weighted by W·n_r / n (module docstring)."""
+        local = list(rows[self.rank :: self.world])
+        if not local:  # a short last batch: join the all_reduce with a zero-weight step
+            loss = self.ddp(list(rows[:1]))
+            return loss * 0.0, loss.detach(), 0
+        loss = self.ddp(local)
+        return loss * (self.world * len(local) / len(rows)), loss.detach(), len(local)
