@@ -41,6 +41,9 @@ def test_audio_to_logits_and_batching(encoders, waves, family, kind):
         for b, w in enumerate(waves):  # a clip alone = the clip in a padded batch
             torch.testing.assert_close(model([w])[0], logits[b], atol=1e-4, rtol=1e-4)
     assert model.predict(waves[:1])[0] in ("a", "b", "c")
+    hs = model.hidden_states(waves)  # what a Whisper decoder reads in the study's WER step
+    assert len(hs.states) == 3 and hs.lengths.tolist() == n.tolist()
+    torch.testing.assert_close(hs.states[-1], outs[-1])
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..heads import ClassifierHead
-from ..models.base import Encoder, as_waves
+from ..models.base import Encoder, HiddenStates, as_waves
 from ..models.latency import count_params
 from ..results import atomic_dir
 from .config import MimicError
@@ -161,6 +161,14 @@ class MimicModel(nn.Module):
             x = layer(x, lengths)
             outs.append(x)
         return outs
+
+    @torch.inference_mode()
+    def hidden_states(self, waves: Sequence[np.ndarray | torch.Tensor]) -> HiddenStates:
+        """Features and every mimic layer's output, as an encoder's `HiddenStates` (the last one
+        stands in for the teacher's last state, e.g. for a Whisper decoder to read)."""
+        self.eval()
+        h, n = self.features(waves)
+        return HiddenStates(states=[h, *self.mimic_states(h, n)], lengths=n, final_norm=None)
 
     def logits_from_features(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, C) logits from cached features h (B, T, d)."""

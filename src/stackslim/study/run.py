@@ -97,8 +97,12 @@ def _pruned_variants(enc: Encoder, prune_summary: dict) -> dict[str, list[int]]:
     return out
 
 
-def _wer_step(model: str, enc: Encoder, cfg: StudyConfig, prune_summary: dict, share_dirs: dict):
+def _wer_step(model: str, enc: Encoder, cfg: StudyConfig, prune_summary: dict, mimic_dirs: dict,
+              share_dirs: dict):
+    """WER of the original decoder reading each encoder's last state: the teacher, each pruned
+    variant, each mimic variant (its last layer's output) and each shared variant."""
     def run(folder: Path) -> dict:
+        from ..mimic.model import MimicModel
         from ..share import load_shared
         from ..share.evaluate import load_tokenizer, sentence_clips, whisper_wer
 
@@ -109,6 +113,8 @@ def _wer_step(model: str, enc: Encoder, cfg: StudyConfig, prune_summary: dict, s
         rows = {"teacher": whisper_wer(enc, whisper, tok, waves, refs)}
         for name, deleted in _pruned_variants(enc, prune_summary).items():
             rows[f"pruned:{name}"] = whisper_wer(enc.without_layers(deleted), whisper, tok, waves, refs)
+        for name, d in mimic_dirs.items():
+            rows[f"mimic:{name}"] = whisper_wer(MimicModel.load(d), whisper, tok, waves, refs)
         for name, d in share_dirs.items():
             rows[f"shared:{name}"] = whisper_wer(load_shared(d), whisper, tok, waves, refs)
         write_json(folder / "wer.json", rows)
@@ -225,10 +231,11 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
             summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes),
                                                 _share_step(enc, ds, cfg, s)) for s in cfg.share_grid}
             if is_whisper:
-                dirs = {k: v["model_dir"] for k, v in summaries["share"].items()}
-                summaries["wer"] = runner.run("wer", step_key(*base, cfg.strategies, cfg.share_grid, cfg.wer_clips,
-                                                              cfg.train_minutes),
-                                              _wer_step(model, enc, cfg, summaries["prune"], dirs))
+                dirs = {step: {k: v["model_dir"] for k, v in summaries[step].items()} for step in ("mimic", "share")}
+                summaries["wer"] = runner.run("wer", step_key(*base, cfg.strategies, cfg.mimic_grid, cfg.share_grid,
+                                                              cfg.wer_clips, cfg.train_minutes),
+                                              _wer_step(model, enc, cfg, summaries["prune"], dirs["mimic"],
+                                                        dirs["share"]))
             summaries["compare"] = runner.run("compare", step_key(*base, sorted(summaries), cfg.latency_clips,
                                                                   [runner.ran]),
                                               _compare_step(enc, ds, cfg, summaries))
