@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_progress_bars() -> None:
+    """End the bars an error interrupted, so that the error starts a line of its own."""
+    from tqdm.auto import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -117,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         with pickle_allowed(getattr(ns, "allow_pickle", False)):
             return int(COMMANDS[ns.cmd][1](ns) or 0)
     except known_errors() as e:
+        _close_progress_bars()
         print(f"stackslim {ns.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"stackslim {ns.cmd}: interrupted; finished results are kept, rerun to resume",
               file=sys.stderr)
         return 130
