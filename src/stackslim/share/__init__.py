@@ -7,6 +7,8 @@ distillation, a compact save format, and materialisation back to a dense model.
     shared.hidden_states(waves); shared.save(path); load_shared(path)
     dense = shared.materialize()
 """
+from . import aware  # noqa: F401  registers init "aware"
+from .calibrate import CalibStats, collect_calibration
 from .convert import INITS, MATRICES, from_config, layer_matrices, register_init, to_residual
 from .grouping import block_groups, fixed_groups, measure_blocks, resolve_groups
 from .io import SHARE_META, is_shared_folder, load_shared, save_shared
@@ -14,7 +16,7 @@ from .layer import ResidualLinear
 from .model import SharedEncoder, ShareSpec
 from .size import paper_stack_params, paper_size_ratio
 
-__all__ = ["INITS", "MATRICES", "ResidualLinear", "SHARE_META", "SharedEncoder", "ShareSpec",
+__all__ = ["CalibStats", "INITS", "collect_calibration", "MATRICES", "ResidualLinear", "SHARE_META", "SharedEncoder", "ShareSpec",
            "block_groups", "fixed_groups", "from_config", "is_shared_folder", "layer_matrices",
            "load_shared", "measure_blocks", "paper_size_ratio", "paper_stack_params",
            "register_init", "resolve_groups", "save_shared", "to_residual"]

@@ -13,12 +13,19 @@ filled is an *init method* (`INITS`, extend with `register_init`):
 - ``scratch`` (the paper's from-scratch setting): W_shared = the first layer's weight of the
   group (its fresh initialisation), A = 0, B ~ U(−1/√d_in, 1/√d_in), d = 0, so that every
   layer starts as the shared map and A gets gradients at once.
+- ``aware`` (`aware.py`): keeps each map's outputs on calibration clips (whitened SVD, shared
+  weight fitted in the output metric, chosen among mean / member / fitted).
 - ``empty``: zeros; the structure only (`load_shared` fills it).
 
 An init method gets the group's dense weights and returns W_shared and the per-layer
-(A, B, d). A later activation-aware method (calibration activations, aligned neurons and
-heads) plugs in the same way, using the `info` it receives (layers, matrix name, group, the
-dense encoder, and whatever `to_residual(..., init_options=...)` passes, e.g. calibration clips).
+(A, B, d), using the `info` it receives (layers, matrix name, group, the dense encoder, the
+calibration second moments ``cov`` when `calib` is given, and whatever
+`to_residual(..., init_options=...)` passes).
+
+With ``align=True`` the FFN neurons and attention heads of every layer are first permuted to
+match a reference layer of its group (`align.py`; the function is unchanged). With ``calib``
+(clips), every map's input second moment is collected (`calibrate.py`) and the conversion
+reports the output error ‖(W − Ŵ) C^{1/2}‖_F / ‖W C^{1/2}‖_F beside the weight error.
 
 Biases and norms stay per layer by default (so that full rank is exact); with
 ``share_norms=True`` (the paper's accounting) each group holds one bias per map (the mean of
@@ -61,6 +68,7 @@ class GroupInit:
 
     shared: torch.Tensor  # (d_out, d_in)
     factors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]  # per layer: A, B, d
+    choice: str = ""  # how the shared weight was chosen (e.g. "mean", "fitted"), when it was
 
 
 InitFn = Callable[[list[torch.Tensor], int, bool, dict], GroupInit]
@@ -189,8 +197,8 @@ def _share_norms(layers: list[nn.Module]) -> None:
 @torch.no_grad()
 def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag: bool = True,
                 share_norms: bool = False, init: str = "svd", max_size: int | None = None,
-                blocks=None, waves=None, seed: int = 0,
-                init_options: dict | None = None) -> SharedEncoder:
+                blocks=None, waves=None, seed: int = 0, init_options: dict | None = None,
+                calib=None, align: bool = False, calib_batch: int = 8) -> SharedEncoder:
     """A ResidualTransformer copy of `enc` (`enc` itself is left untouched).
 
     Args:
@@ -206,11 +214,17 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
         blocks, waves: with groups="blocks": the measured blocks, or clips to measure them on.
         seed: random seed of init methods that draw (scratch).
         init_options: extra entries of the `info` dict every init call receives (e.g.
-            calibration activations for an activation-aware method).
+            ``aware_damp``, ``aware_shared`` of the aware method).
+        calib: calibration clips (list of 16 kHz arrays) or `CalibStats` already collected on
+            the (aligned) encoder: needed by init "aware"; with any init, the output errors.
+        align: permute FFN neurons and attention heads to match within each group first.
+        calib_batch: clips per forward while collecting the calibration statistics.
 
     Returns:
-        A `SharedEncoder` with the same interface as `enc`; `.conversion` holds the relative
-        reconstruction error ‖W_l − Ŵ_l‖_F / ‖W_l‖_F of every matrix.
+        A `SharedEncoder` with the same interface as `enc`; `.conversion` holds, per matrix, the
+        relative weight error ‖W_l − Ŵ_l‖_F / ‖W_l‖_F (``rel_error``), with `calib` the
+        relative output error (``out_error``), and with init "aware" the shared weight's
+        ``choice``; `.alignment` the group weight spread before and after `align`.
     """
     if isinstance(enc, SharedEncoder):
         raise EncoderError("the encoder is already shared; materialize() it first")
@@ -221,6 +235,19 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
     part = resolve_groups(enc, groups, max_size=max_size, blocks=blocks, waves=waves)
     inner = copy.deepcopy(enc)
     layers = list(inner.layers)
+    alignment = None
+    if align:
+        from .align import align_groups
+
+        alignment = align_groups(inner, part)  # in place, function unchanged
+    stats = None
+    if calib is not None:
+        from .calibrate import CalibStats, collect_calibration
+
+        stats = calib if isinstance(calib, CalibStats) else collect_calibration(
+            inner, calib, matrices, batch_size=calib_batch)
+    elif init == "aware":
+        raise EncoderError("init='aware' needs calibration clips: to_residual(..., calib=waves)")
     gen = torch.Generator().manual_seed(seed)
     errors: list[dict] = []
     for g, members in enumerate(part):
@@ -228,8 +255,9 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
             dense = [_dense(layers[i], name, i) for i in members]
             W0 = dense[0].weight
             r = min(W0.shape) if rank == "full" else int(rank)
+            covs = [stats.cov(i, name) for i in members] if stats is not None else None
             info = {"encoder": enc, "layers": members, "matrix": name, "group": g, "generator": gen,
-                    **(init_options or {})}
+                    "cov": covs, **(init_options or {})}
             out = INITS[init]([lin.weight.detach().cpu() for lin in dense], r, diag, info)
             shared = nn.Parameter(out.shared.to(W0.dtype).to(W0.device))
             group_bias = None
@@ -244,14 +272,30 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
                 if diag:
                     res.d.copy_(d)
                 if init != "empty":
-                    W = lin.weight.detach().double()
-                    err = float((W - res.weight.double()).norm() / W.norm().clamp_min(1e-30))
-                    errors.append({"layer": i, "group": g, "matrix": name, "rel_error": err})
+                    errors.append(_errors(lin.weight, res.weight, i, g, name, out.choice,
+                                          covs[members.index(i)] if covs else None))
                 set_submodule(layers[i], name, res)
         if share_norms:
             _share_norms([layers[i] for i in members])
     spec = ShareSpec(rank=rank, diag=diag, share_norms=share_norms, init=init, matrices=matrices)
-    return SharedEncoder(inner, spec, errors)
+    shared = SharedEncoder(inner, spec, errors)
+    shared.alignment = alignment
+    return shared
+
+
+def _errors(W: torch.Tensor, W_hat: torch.Tensor, layer: int, group: int, name: str, choice: str,
+            C: torch.Tensor | None) -> dict:
+    """One conversion row: relative weight error, and output error when C (d_in, d_in) is known."""
+    W, W_hat = W.detach().double(), W_hat.detach().double()
+    row = {"layer": layer, "group": group, "matrix": name,
+           "rel_error": float((W - W_hat).norm() / W.norm().clamp_min(1e-30))}
+    if C is not None:
+        from .aware import output_error
+
+        row["out_error"] = output_error(W, W_hat, C)
+    if choice:
+        row["shared"] = choice
+    return row
 
 
 def from_config(hf_config, groups: GroupSpec = 3, rank: int = 16, diag: bool = True,

@@ -47,7 +47,10 @@ class SharedEncoder(Encoder):
     Attributes:
         inner: the converted adapter (its `model` is the converted Hugging Face module).
         spec: the `ShareSpec`.
-        conversion: one dict per (layer, matrix): layer, group, matrix, rel_error.
+        conversion: one dict per (layer, matrix): layer, group, matrix, rel_error, and with
+            calibration out_error (and the aware init's choice of the shared weight, shared).
+        alignment: with `to_residual(..., align=True)`, the group weight spread per matrix
+            before and after the permutations (`align.align_groups`); else None.
     """
 
     def __init__(self, inner: Encoder, spec: ShareSpec, conversion: list[dict] | None = None):
@@ -56,6 +59,7 @@ class SharedEncoder(Encoder):
         self.family = inner.family
         self.spec = spec
         self.conversion = list(conversion or [])
+        self.alignment: dict | None = None
 
     # -- delegation to the family adapter ----------------------------------------------
     def __getattr__(self, name: str):
@@ -119,12 +123,17 @@ class SharedEncoder(Encoder):
         return list(seen.values())
 
     def conversion_summary(self) -> dict[str, dict[str, float]]:
-        """Per matrix name: mean and max relative reconstruction error over layers."""
+        """Per matrix name: mean and max over layers of the relative weight error (mean, max)
+        and, when calibrated, of the relative output error (out_mean, out_max)."""
         out: dict[str, dict[str, float]] = {}
         for name in self.spec.matrices:
-            e = [c["rel_error"] for c in self.conversion if c["matrix"] == name]
-            if e:
+            rows = [c for c in self.conversion if c["matrix"] == name]
+            if rows:
+                e = [c["rel_error"] for c in rows]
                 out[name] = {"mean": float(np.mean(e)), "max": float(np.max(e))}
+                o = [c["out_error"] for c in rows if "out_error" in c]
+                if o:
+                    out[name].update(out_mean=float(np.mean(o)), out_max=float(np.max(o)))
         return out
 
     # -- conversion back and saving ------------------------------------------------------
