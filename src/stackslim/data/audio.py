@@ -96,6 +96,9 @@ def read_audio(path: str | os.PathLike) -> np.ndarray:
     if sr != SAMPLE_RATE:
         warnings.warn(f"{path}: resampled from {sr} Hz to {SAMPLE_RATE} Hz", stacklevel=2)
         wave = resample(wave, sr, SAMPLE_RATE)
+    if not np.isfinite(wave).all():  # samples near the float32 limit overflow when converted
+        raise AudioError(f"{path}: audio samples too large to convert to 16 kHz mono float32 "
+                         f"(largest magnitude {float(np.abs(data).max()):.3g})")
     if not np.any(wave):
         warnings.warn(f"{path}: clip is silent (all samples are zero)", stacklevel=2)
     return wave
