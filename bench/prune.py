@@ -4,6 +4,8 @@
     .venv/bin/python bench/prune.py --teachers frozen,finetuned                  # ≈ 15 min
     .venv/bin/python bench/prune.py --tasks word --teachers frozen --clips 300   # a quick look
     .venv/bin/python bench/prune.py --render-only    # rewrite prune.md from prune.json
+    .venv/bin/python bench/prune.py --tasks word --teachers finetuned-layerdrop --merge
+                                                     # rerun one setting, keep the others' rows
 
 For each task (word: splits disjoint by speaker; speaker: disjoint by word) and each teacher
 (frozen encoder + trained head; the encoder stack fine-tuned with the head, the paper's setting)
@@ -31,7 +33,8 @@ OUT = ROOT / "bench" / "results"
 
 TEACHERS = {"frozen": "frozen encoder + trained head",
             "finetuned": "stack + head fine-tuned (the paper's setting)",
-            "finetuned-layerdrop": "stack + head fine-tuned with LayerDrop"}
+            "finetuned-layerdrop": "stack + head fine-tuned with LayerDrop (our --finetune default)"}
+OURS = ("iterative", "greedy", "blocks", "greedy-refit", "beam", "beam-refit")
 
 
 def _best(rows: list[dict], task: str, teacher: str, variant: str, source: str) -> tuple[int, str]:
@@ -67,7 +70,7 @@ def _md_table(rows: list[dict], settings: list[dict]) -> str:
                   f"Teacher test accuracy {s['teacher_test_accuracy']:.3f} (validation "
                   f"{s['teacher_val_accuracy']:.3f}, chance {s['chance']:.3f}); clips train/validation/test "
                   f"{s['clips']['train']}/{s['clips']['validation']}/{s['clips']['test']}; "
-                  f"{s['seconds']:.0f} s.", "",
+                  f"{s['seconds']:.0f} s" + (f"; run by `{s['command']}`" if s.get("command") else "") + ".", "",
                   "| strategy | from | order (layers) | deletable, no post-training | deletable, head re-fitted "
                   "| test acc. after 2 / 3 deleted (no post-training) |",
                   "|---|---|---|---|---|---|"]
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", default="word,speaker")
     ap.add_argument("--teachers", default="frozen,finetuned,finetuned-layerdrop")
     ap.add_argument("--clips", type=int, default=800, help="clips per task (seeded subset)")
-    ap.add_argument("--strategies", default="forward,backward,bi,knn-bi,iterative,greedy,blocks,greedy-refit")
+    ap.add_argument("--strategies",
+                    default="forward,backward,bi,knn-bi,iterative,greedy,blocks,greedy-refit,beam,beam-refit")
     ap.add_argument("--finetune-epochs", type=int, default=8)
     ap.add_argument("--finetune-lr", type=float, default=1e-4)
     ap.add_argument("--layerdrop", type=float, default=0.5,
@@ -102,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch intra-op threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--render-only", action="store_true", help="rewrite prune.md from prune.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the settings (task, teacher) of the existing prune.json that this run "
+                         "does not redo; each setting records the command that produced it")
     args = ap.parse_args(argv)
     if args.render_only:
         import json
@@ -137,6 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(args.data)
     store: dict[int, torch.Tensor] = {}  # hidden state 0 per clip, shared by every setting
     rows, settings = [], []
+    command = "python bench/prune.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    redo = {(t, te) for t in args.tasks.split(",") for te in args.teachers.split(",")}
+    if args.merge and (out / "prune.json").is_file():
+        import json
+
+        old = json.loads((out / "prune.json").read_text())
+        keep = [s for s in old["settings"] if (s["task"], s["teacher"]) not in redo]
+        for s in keep:
+            s.setdefault("command", old["command"])
+        settings = keep
+        rows = [r for r in old["rows"] if (r["task"], r["teacher"]) not in redo]
     t_all = time.monotonic()
     for task_name in args.tasks.split(","):
         task = prepare_task(ds, task_name, seed=0, max_clips=args.clips, fractions=(0.5, 0.2, 0.3))
@@ -144,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = PruneConfig(task=task_name, strategies=tuple(args.strategies.split(",")),
                               finetune=teacher.startswith("finetuned"),
                               finetune_layerdrop=args.layerdrop if teacher == "finetuned-layerdrop" else 0.0,
+                              threshold=0.95,
                               finetune_epochs=args.finetune_epochs,
                               finetune_lr=args.finetune_lr, finetune_minutes=args.finetune_minutes,
                               save_model=False)
@@ -155,14 +174,17 @@ def main(argv: list[str] | None = None) -> int:
                              "teacher_val_accuracy": t.val_accuracy, "chance": task.chance,
                              "clips": task.describe()["clips"], "classes": task.num_classes,
                              "seconds": result.seconds, "best_saved_model": result.best,
+                             "command": command,
                              "finetuning": t.finetune_log.to_json() if t.finetune_log else None})
             for s in result.strategies:
                 rows.append({
                     "task": task_name, "teacher": teacher, "strategy": s.name,
-                    "from": "paper" if s.name in ("forward", "backward", "bi", "knn-bi") else "ours",
+                    "from": "ours" if s.name in OURS else "paper",
                     "order": [i + 1 for i in s.order],
                     "deletable_no_refit": s.curves["no_refit"].max_deletable(cfg.threshold),
                     "deletable_refit": s.curves["refit"].max_deletable(cfg.threshold),
+                    "deletable_no_refit_val": s.curves["no_refit"].max_deletable(cfg.threshold, "validation"),
+                    "deletable_refit_val": s.curves["refit"].max_deletable(cfg.threshold, "validation"),
                     "deletable_unit": f"layers (of {result.num_layers - 1} deletable; test capacity >= {cfg.threshold})",
                     "teacher_test_accuracy": round(t.test_accuracy, 6),
                     "curve_no_refit": [round(a, 4) for a in s.curves["no_refit"].test_accuracy],
@@ -173,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             print({r["strategy"]: (r["deletable_no_refit"], r["deletable_refit"]) for r in rows
                    if r["task"] == task_name and r["teacher"] == teacher}, flush=True)
             write_json(out / "prune.json", {
-                "command": "python bench/prune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "command": command,
                 "machine": provenance(),
                 "inputs": {"model": args.model, "data": args.data, "clips_per_task": args.clips,
                            "fractions": [0.5, 0.2, 0.3], "seed": 0, "threshold": cfg.threshold,

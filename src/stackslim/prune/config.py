@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .errors import PruneError
 
 PAPER_STRATEGIES = ("forward", "backward", "bi", "knn-bi")
-OUR_STRATEGIES = ("iterative", "greedy", "blocks", "greedy-refit")
+OUR_STRATEGIES = ("iterative", "greedy", "blocks", "greedy-refit", "beam", "beam-refit")
 ALL_STRATEGIES = PAPER_STRATEGIES + OUR_STRATEGIES
 DEFAULT_STRATEGIES = PAPER_STRATEGIES + ("iterative", "greedy", "blocks")
 
@@ -52,10 +52,14 @@ class PruneConfig:
     refit_epochs: int = field(default=30, metadata={"help": "epochs of each head re-fit (warm start)"})
     finetune_epochs: int = field(default=3, metadata={"help": "epochs of end-to-end fine-tuning"})
     finetune_lr: float = field(default=5e-5, metadata={"help": "learning rate of fine-tuning"})
-    finetune_layerdrop: float = field(default=0.0, metadata={
-        "help": "LayerDrop while fine-tuning: skip each layer but the first with this probability "
-                "per step (wav2vec 2.0 / HuBERT recipes: 0.05-0.1), for a teacher robust to deletion"})
+    finetune_layerdrop: float = field(default=0.5, metadata={
+        "help": "LayerDrop while fine-tuning (--finetune): skip each layer but the first with this "
+                "probability per step, so the fine-tuned stack keeps working when layers are deleted "
+                "(0: plain fine-tuning, the paper's setting). Default 0.5: on whisper-base it is what "
+                "lets 2 of 6 layers go without post-training (bench/results/prune.md)"})
     finetune_minutes: float = field(default=0.0, metadata={"help": "fine-tuning time budget (0: none)"})
+    beam_width: int = field(default=4, metadata={
+        "help": "orders kept at each step by the beam and beam-refit strategies"})
     knn_k: int = field(default=8, metadata={"help": "neighbours of the mutual-kNN Block Influence"})
     cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -72,7 +76,7 @@ class PruneConfig:
         if len(set(strategies)) != len(strategies):
             raise PruneError(f"strategy listed twice: {', '.join(strategies)}")
         object.__setattr__(self, "strategies", strategies)
-        for name in ("batch_size", "head_epochs", "refit_epochs", "knn_k", "cache_mb"):
+        for name in ("batch_size", "head_epochs", "refit_epochs", "knn_k", "cache_mb", "beam_width"):
             if getattr(self, name) < 1:
                 raise PruneError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.finetune_epochs < 0 or self.finetune_minutes < 0 or self.finetune_lr <= 0 or self.head_lr <= 0:

@@ -131,7 +131,7 @@ def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
     refit_cfg = TrainConfig(epochs=cfg.refit_epochs, lr=cfg.head_lr, patience=5, seed=cfg.seed)
     evaluator = Evaluator(runner, teacher.head, task.num_classes, refit_cfg)
     ctx = ScoringContext(runner, teacher.head, enc.num_layers, cfg.knn_k, refit=evaluator.refit_head,
-                         progress=cfg.progress)
+                         progress=cfg.progress, threshold=cfg.threshold, beam_width=cfg.beam_width)
     results = []
     bar = tqdm(cfg.strategies, desc="strategies", unit="strategy", disable=not cfg.progress, leave=False)
     for name in bar:

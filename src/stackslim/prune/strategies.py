@@ -21,6 +21,16 @@ Ours:
               layer to the end; ascending BI within each group
     greedy-refit  greedy, but each candidate is scored after re-fitting the head on train
               (validation accuracy of the re-fitted head): for the head re-fitted setting
+    beam, beam-refit  beam search over deletion orders (width `beam_width`) instead of one
+              greedy step at a time. A deleted set S is scored by a(S), the validation accuracy
+              with the teacher's head (beam) or a head re-fitted on train (beam-refit); an
+              order (l_1..l_m) by the curve objective itself, compared in order:
+                  ( max{k : a({l_1..l_k}) >= threshold · a(∅)},  Σ_k a({l_1..l_k}) )
+              i.e. the most layers deletable on validation, then the area under the validation
+              curve. Partial orders are ranked the same way at every step; the width keeps
+              the W best. Greedy is beam search of width 1 with a one-step score; a greedy
+              choice that looks best at step 1 can block the longest curve (greedy-refit's
+              first pick on a LayerDrop teacher).
 
 Hidden states here are raw residual-stream states (no final norm): BI measures how much a
 layer changes its own input.
@@ -58,6 +68,8 @@ class ScoringContext:
     refit: Callable[[list[int]], ClassifierHead] | None = None
     progress: bool = False
     split: str = "validation"
+    threshold: float = 0.95
+    beam_width: int = 4
 
     @property
     def deletable(self) -> list[int]:
@@ -157,6 +169,53 @@ def greedy_refit(ctx: ScoringContext) -> Order:
     return _greedy(ctx, score, "greedy-refit", ["val_accuracy_refit", "-val_nll_refit"])
 
 
+def _beam(ctx: ScoringContext, acc: Callable[[list[int]], float], name: str) -> Order:
+    """Beam search over orders of the deletable layers; `acc(kept)` = validation accuracy of
+    the stack of `kept` layers (memoised here per deleted set)."""
+    memo: dict[frozenset[int], float] = {}
+
+    def a(deleted: list[int]) -> float:
+        key = frozenset(deleted)
+        if key not in memo:
+            memo[key] = acc([i for i in ctx.all_layers if i not in key])
+        return memo[key]
+
+    need = ctx.threshold * a([]) - 1e-12
+
+    def objective(order: list[int]) -> tuple[int, float, tuple[int, ...]]:
+        curve = [a(order[:k]) for k in range(len(order) + 1)]
+        k = max(k for k, v in enumerate(curve) if v >= need)
+        return k, sum(curve), tuple(order)  # the order itself: a deterministic last tie-break
+
+    beams: list[list[int]] = [[]]
+    bar = tqdm(total=len(ctx.deletable), desc=name, unit="step", disable=not ctx.progress, leave=False)
+    steps = []
+    for _ in ctx.deletable:
+        grown = {tuple(b + [c]) for b in beams for c in ctx.deletable if c not in b}
+        ranked = sorted((list(o) for o in grown), key=objective, reverse=True)
+        beams = ranked[: max(1, ctx.beam_width)]
+        steps.append([[i + 1 for i in b] for b in beams])
+        bar.update(1)
+    bar.close()
+    best = beams[0]
+    k, area, _ = objective(best)
+    return best, {"beam_width": ctx.beam_width, "beams_per_step": steps,
+                  "val_deletable": k, "val_area": round(area, 6), "sets_scored": len(memo),
+                  "val_accuracy_per_set": {",".join(str(i + 1) for i in sorted(s)) or "-": round(v, 6)
+                                           for s, v in sorted(memo.items(), key=lambda x: (len(x[0]), sorted(x[0])))}}
+
+
+def beam(ctx: ScoringContext) -> Order:
+    return _beam(ctx, lambda kept: ctx.runner.accuracy(ctx.head, ctx.split, kept), "beam")
+
+
+def beam_refit(ctx: ScoringContext) -> Order:
+    if ctx.refit is None:
+        raise ValueError("beam-refit needs a head re-fitting function (ScoringContext.refit)")
+    refit = ctx.refit
+    return _beam(ctx, lambda kept: ctx.runner.accuracy(refit(kept), ctx.split, kept), "beam-refit")
+
+
 def cka_matrix(ctx: ScoringContext) -> torch.Tensor:
     """(L+1, L+1) linear CKA between the clip-pooled validation states 0..L of the full stack."""
     z = torch.cat([samples(h, "pooled") for h in ctx.runner.states(ctx.split, ctx.all_layers)])  # (N, L+1, D)
@@ -185,6 +244,8 @@ STRATEGIES: dict[str, Callable[[ScoringContext], Order]] = {
     "greedy": greedy,
     "blocks": blocks,
     "greedy-refit": greedy_refit,
+    "beam": beam,
+    "beam-refit": beam_refit,
 }
 
 
