@@ -60,6 +60,7 @@ class SharedEncoder(Encoder):
         self.spec = spec
         self.conversion = list(conversion or [])
         self.alignment: dict | None = None
+        self.has_decoder = True  # False when loaded from a folder saved without the decoder
 
     # -- delegation to the family adapter ----------------------------------------------
     def __getattr__(self, name: str):
@@ -161,11 +162,12 @@ class SharedEncoder(Encoder):
                     seen.add(id(m))
         return dense
 
-    def save(self, path: str | Path) -> None:
-        """Compact format: safetensors with each shared tensor once + a JSON config."""
+    def save(self, path: str | Path, decoder: bool = True) -> None:
+        """Compact format: safetensors with each shared tensor once + a JSON config; Whisper's
+        decoder in its own file (`decoder=False`: the encoder alone)."""
         from .io import save_shared
 
-        save_shared(self, Path(path))
+        save_shared(self, Path(path), decoder=decoder)
 
     # -- size ------------------------------------------------------------------------------
     def size_report(self) -> dict[str, Any]:

@@ -63,7 +63,8 @@ def paper_size_ratio(num_layers: int, d: int, ffn: int, k: int, r: int, diag: bo
     return 100.0 * paper_stack_params(num_layers, d, ffn, k, r, diag, share_norms)["ratio"]
 
 
-def _module_prefix(root, target) -> str:
+def module_prefix(root, target) -> str:
+    """Name prefix of submodule `target`'s tensors in `root.state_dict()` ('': root itself)."""
     for name, m in root.named_modules():
         if m is target:
             return f"{name}." if name else ""
@@ -83,21 +84,25 @@ def disk_report(shared, dense: Encoder | None = None) -> dict[str, int | float]:
     """Bytes on disk of the compact format and of the dense model (saved to a temp folder).
 
     Returns folder bytes (everything saved, e.g. Whisper's decoder too) and encoder bytes
-    (the stored tensors of the encoder only), for both, and their ratio.
+    (the stored tensors of the encoder only), for both, and their ratio; and the bytes of the
+    compact folder's decoder file (0 when the model has none), counted apart from the encoder.
     """
     from ..models.latency import bytes_on_disk
+    from .io import DECODER
 
     dense = dense if dense is not None else shared.materialize()
     with tempfile.TemporaryDirectory(prefix="stackslim-share-") as tmp:
         shared.save(Path(tmp) / "shared")
         dense.save(Path(tmp) / "dense")
-        prefix_s = _module_prefix(shared.model, shared.encoder_module)
-        prefix_d = _module_prefix(dense.model, dense.encoder_module)
+        prefix_s = module_prefix(shared.model, shared.encoder_module)
+        prefix_d = module_prefix(dense.model, dense.encoder_module)
         out = {
             "compact_folder_bytes": bytes_on_disk(Path(tmp) / "shared"),
             "dense_folder_bytes": bytes_on_disk(Path(tmp) / "dense"),
             "compact_encoder_bytes": safetensors_bytes(Path(tmp) / "shared" / "model.safetensors", prefix_s),
             "dense_encoder_bytes": safetensors_bytes(Path(tmp) / "dense" / "model.safetensors", prefix_d),
+            "compact_decoder_bytes": (safetensors_bytes(Path(tmp) / "shared" / DECODER)
+                                      if (Path(tmp) / "shared" / DECODER).is_file() else 0),
         }
     out["encoder_bytes_ratio"] = out["compact_encoder_bytes"] / out["dense_encoder_bytes"]
     return out
