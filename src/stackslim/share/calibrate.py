@@ -47,11 +47,6 @@ class CalibStats:
         n = self.frames.get((layer, name), 0)
         return self.sums[(layer, name)] / n if n else None
 
-    def permute(self, layer: int, name: str, perm: torch.Tensor) -> None:
-        """Reorder the input channels of one map's statistics (after its input was permuted)."""
-        if (layer, name) in self.sums:
-            self.sums[(layer, name)] = self.sums[(layer, name)][perm][:, perm]
-
     def describe(self) -> dict:
         return {"clips": self.clips, "maps": len(self.sums),
                 "frames_per_map": int(max(self.frames.values(), default=0))}

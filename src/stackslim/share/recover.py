@@ -6,7 +6,9 @@ both are cached once (`StateCache`) and only the stack runs per step. The loss o
     L = (1 / |S|) Σ_{i ∈ S} Σ_valid ‖h_i^student − h_i^teacher‖² / Σ_valid ‖h_i^teacher‖²
         + λ · CE(head(h_L^student), y)                         (with a head and labels)
 
-with S = all hidden states 1..L (``states="all"``) or only L (``"last"``); the normalised MSE
+with S = all hidden states 1..L (``states="all"``) or only L (``"last"``), or both in turn
+(``"all-then-last"``: the time budget and the epochs split in two; first every layer is pulled
+toward its teacher layer, then only the output, which is what the head and the decoder read); the normalised MSE
 gives every layer the same weight whatever the scale of its states (Whisper's grow with depth).
 h_L is taken after the family's final norm, as a head and the Whisper decoder see it. Labels
 of -1 mark unlabelled clips (no task loss). The head is the teacher's and stays frozen.
@@ -17,7 +19,8 @@ parameter of the stack: shared weights, A, B, d, biases, norms.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -143,7 +146,8 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
         train_cache: teacher states of the distillation clips: 0 and the targets
             (`distill_cache`).
         cfg: the training loop's settings (epochs, lr, `max_minutes` budget, ...).
-        states: "all" (states 1..L) or "last" (state L only).
+        states: "all" (states 1..L), "last" (state L only) or "all-then-last" (two phases,
+            each with half the epochs and of the time budget; the whole call stays within it).
         head, labels: the teacher's head and (N,) class ids (-1: unlabelled) for the task loss.
         val_cache, val_labels: validation states 0 and L (+ labels): the best epoch is kept,
             by accuracy when a head and labels are given, else by −(last-state error); when no
@@ -151,8 +155,35 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
         task_weight: λ of the task loss.
 
     Returns:
-        A `RecoveryLog`.
+        A `RecoveryLog` (of both phases together for "all-then-last").
     """
+    if states != "all-then-last":
+        return _recover(student, train_cache, cfg, states, head, labels, val_cache, val_labels,
+                        task_weight, progress)
+    t0 = time.monotonic()
+    half = replace(cfg, epochs=max(1, cfg.epochs // 2), max_minutes=cfg.max_minutes / 2)
+    first = _recover(student, train_cache, half, "all", head, labels, val_cache, val_labels,
+                     task_weight, progress)
+    left = cfg.max_minutes - (time.monotonic() - t0) / 60  # what the first phase left over
+    if cfg.max_minutes > 0 and left <= 0:
+        return first
+    rest = replace(cfg, epochs=max(1, cfg.epochs - half.epochs), max_minutes=max(left, 0.0))
+    second = _recover(student, train_cache, rest, "last", head, labels, val_cache, val_labels,
+                      task_weight, progress)
+    t1, t2 = first.train, second.train
+    merged = TrainLog(epochs_run=t1.epochs_run + t2.epochs_run,
+                      best_epoch=(t1.epochs_run + t2.best_epoch) if t2.best_epoch >= 0 else t1.best_epoch,
+                      best_score=max(t1.best_score, t2.best_score),
+                      train_loss=t1.train_loss + t2.train_loss, val_score=t1.val_score + t2.val_score,
+                      seconds=time.monotonic() - t0, stopped_by=t2.stopped_by)
+    return RecoveryLog(merged, first.initial_score, first.kept_initial and second.kept_initial)
+
+
+def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states: str = "all",
+             head: ClassifierHead | None = None, labels: torch.Tensor | None = None,
+             val_cache: StateCache | None = None, val_labels: torch.Tensor | None = None,
+             task_weight: float = 1.0, progress: bool = True) -> RecoveryLog:
+    """One phase of `recover` (states "all" or "last")."""
     targets = _targets(student.num_layers, states)
     missing = [i for i in [0, *targets] if i not in train_cache.states]
     if missing:
