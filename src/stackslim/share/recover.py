@@ -165,7 +165,8 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
     first = _recover(student, train_cache, half, "all", head, labels, val_cache, val_labels,
                      task_weight, progress)
     left = cfg.max_minutes - (time.monotonic() - t0) / 60  # what the first phase left over
-    if cfg.max_minutes > 0 and left <= 0:
+    if cfg.max_minutes > 0 and left <= 0:  # the first phase ran over its half: no second one
+        first.train.seconds = time.monotonic() - t0
         return first
     rest = replace(cfg, epochs=max(1, cfg.epochs - half.epochs), max_minutes=max(left, 0.0))
     second = _recover(student, train_cache, rest, "last", head, labels, val_cache, val_labels,
