@@ -54,6 +54,7 @@ def test_report_is_self_contained(study_dir):
     assert "<table>" in html and "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from a network
     assert "Findings" in html and "teacher" in html
+    assert (out / "tradeoff.png").is_file() and html.count("data:image/png;base64,") >= 2
 
 
 def test_report_renders_in_chromium_without_console_errors(study_dir):

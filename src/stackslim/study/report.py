@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import Page
+from .plots import plot_tradeoff
 
 PAPER = ("forward", "backward", "bi", "knn-bi")
 
@@ -85,6 +86,10 @@ def write_report(r: dict, out: Path) -> Path:
     page.heading("Every variant side by side", "table")
     rows = r.get("compare", {}).get("rows", [])
     page.table(rows, COLUMNS)
+    if rows:
+        thr = r.get("prune", {}).get("threshold", 0.95)
+        page.images([(plot_tradeoff(rows, out / "tradeoff.png", thr),
+                      "capacity against stack size and against speed-up, every variant")])
     page.paragraph(
         "Parameters count unique stored tensors of the encoder (front end + stack; a shared tensor once). "
         "Bytes: the encoder saved as safetensors (mimic and shared: their own saved folders). Latency: "
