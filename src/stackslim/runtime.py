@@ -96,6 +96,21 @@ def comm_device() -> torch.device:
     return torch.device("cpu")
 
 
+_CPU_GROUP = None
+
+
+def cpu_group():
+    """The process group for collectives on CPU tensors: None (the default group) under gloo;
+    under nccl, which only reduces GPU tensors, a gloo group over the same ranks, made once
+    (every rank must reach the first call, as with any collective)."""
+    global _CPU_GROUP
+    if not is_distributed() or torch.distributed.get_backend() != "nccl":
+        return None
+    if _CPU_GROUP is None:
+        _CPU_GROUP = torch.distributed.new_group(backend="gloo")
+    return _CPU_GROUP
+
+
 def shard(items: Sequence[T]) -> list[T]:
     """This rank's share of `items`: items r, r + W, r + 2W, ... (all of them in one process).
 

@@ -166,8 +166,11 @@ class _DistributedStep:
         # find_unused_parameters: a step may skip some trained parameters (LayerDrop, a head
         # not in the loss); DDP then marks them ready instead of waiting for their gradients.
         # The constructor also broadcasts rank 0's parameters: every rank starts identical.
+        # CPU parameters under nccl (e.g. training on cached states while the encoder ran on
+        # the GPUs) reduce their gradients through a gloo group instead
         self.ddp = DistributedDataParallel(
             _StepModule(params, step_loss), device_ids=[dev.index] if dev.type == "cuda" else None,
+            process_group=runtime.cpu_group() if dev.type == "cpu" else None,
             broadcast_buffers=False, find_unused_parameters=True)
         self.rank, self.world = runtime.rank(), runtime.world_size()
 

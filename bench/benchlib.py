@@ -1,0 +1,68 @@
+"""Helpers shared by bench/scale.py and bench/latency.py: one process per measurement, its
+peak memory, the machine, and the result files (DESIGN.md: bench/results/NAME.json + NAME.md).
+
+Peak memory is the kernel's high-water mark of the resident set (VmHWM in /proc/self/status)
+of a fresh child process that does one measurement: torch allocates outside Python's heap, so
+tracemalloc would miss it, and a process that measured something before would carry its peak.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def proc_status_mib(field: str) -> float:
+    """A memory line of /proc/self/status in MiB (VmHWM: peak resident set; VmRSS: now)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0  # the kernel reports kB
+    raise RuntimeError(f"/proc/self/status has no {field} line (Linux only)")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, load, versions (`stackslim.results.provenance`)."""
+    from stackslim.results import provenance
+
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {**provenance(), "cpu": cpu, "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+            "note": "a 2-core machine shared with other jobs: compare numbers within one run"}
+
+
+def run_child(script: Path, args: list[str], threads: int, timeout: float = 900) -> dict:
+    """Run `python SCRIPT --child ARGS --json TMP` in a fresh process; its JSON answer."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "child.json"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        r = subprocess.run([sys.executable, str(script), "--child", *args, "--json", str(out)],
+                           env=env, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"{script.name} child {args} failed:\n{r.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def write_results(name: str, doc: dict, markdown: str) -> tuple[Path, Path]:
+    """bench/results/NAME.json and NAME.md, each written atomically."""
+    from stackslim.results import write_atomic, write_json
+
+    return (write_json(RESULTS / f"{name}.json", doc),
+            write_atomic(RESULTS / f"{name}.md", markdown))
