@@ -72,6 +72,25 @@ def test_resume_from_checkpoint_gives_same_result(tone_data, tmp_path, monkeypat
                                    atol=1e-9)
 
 
+def test_loaded_model_and_explicit_clips_equal_the_spec_run(tone_data, tmp_path):
+    """The study's call (its teacher object, its data set object, its own clips) computes what
+    the command computes from specs on the same clips."""
+    from stackslim.data import load_dataset
+    from stackslim.models import load_encoder
+    from stackslim.similarity.analyze import select_clips
+
+    cfg = AnalyzeConfig(max_clips=12, metrics=("cka", "cosine"), robustness=False)
+    ds = load_dataset(str(tone_data))
+    by_spec = analyze("random:hubert", str(tone_data), tmp_path / "a", cfg, progress=False)
+    clips = select_clips(ds, cfg)
+    by_object = analyze(load_encoder("random:hubert"), ds, tmp_path / "b", AnalyzeConfig(
+        metrics=("cka", "cosine"), robustness=False), progress=False, clips=reversed(clips))
+    assert by_object["clips"] == len(clips) == 12
+    for m in ("cka", "cosine"):
+        np.testing.assert_allclose(by_object["similarity"]["matrices"][m], by_spec["similarity"]["matrices"][m],
+                                   atol=1e-9)
+
+
 @pytest.mark.parametrize("args, msg", [
     (["random:nope", "{data}"], "unknown random family"),
     (["random:wavlm", "/no/such/data"], "no such data set"),

@@ -102,8 +102,14 @@ class StateMemo:
         keys, found = self._lookup(waves, final_norm, features=False)
         if found is not None:
             return _stack_entries(found)
-        hs = compute(waves, final_norm)
-        self._keep(keys, hs, None)
+        enc = self.enc()
+        if hasattr(enc, "features") and hasattr(enc, "add_positions"):
+            # front_end = add_positions ∘ features: keeping the features costs one more state
+            # and saves a later `features_and_states` its forward pass
+            h, hs = _compute_features_and_states(enc, waves, final_norm)
+        else:
+            h, hs = None, compute(waves, final_norm)
+        self._keep(keys, hs, h)
         return hs
 
     def features_and_states(self, waves: Sequence[np.ndarray | torch.Tensor],

@@ -28,6 +28,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +39,10 @@ from ..config import add_config_args, config_from_args
 from ..results import prepare_out_dir, provenance, write_json
 from .blocks import find_blocks
 from .engine import ESTIMATORS, METRICS, SimilarityEngine
+
+if TYPE_CHECKING:
+    from ..data import AudioDataset
+    from ..models import Encoder
 from .errors import SimilarityError
 from .outliers import robustness_check
 from .plots import plot_heatmap
@@ -88,11 +93,17 @@ def select_clips(ds, cfg: AnalyzeConfig) -> list[int]:
     return idx
 
 
-def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = AnalyzeConfig(),
-            progress: bool = True) -> dict:
-    """Run the analysis and write its files; returns the content of similarity.json."""
+def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLike,
+            cfg: AnalyzeConfig = AnalyzeConfig(), progress: bool = True,
+            clips: Sequence[int] | None = None) -> dict:
+    """Run the analysis and write its files; returns the content of similarity.json.
+
+    `model` and `data` may be given loaded (the study passes its teacher, whose states are then
+    kept for later steps by its memo); `clips` replaces the choice of `cfg.split` and
+    `cfg.max_clips` by explicit data set indices.
+    """
     from ..data import load_dataset
-    from ..models import load_encoder
+    from ..models import Encoder, load_encoder
 
     rank, world = runtime.init_from_env()
     device = runtime.choose_device(cfg.device)
@@ -103,16 +114,18 @@ def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = 
     # a one-state engine checks metrics, view, estimator and k before the model loads
     SimilarityEngine(1, metrics=cfg.metrics, view=cfg.view, estimator=cfg.estimator, k=cfg.k,
                      batch_size=cfg.batch_size, cka_space=cfg.cka_space)
-    enc = load_encoder(model).to(device)
-    ds = load_dataset(data)
-    idx = select_clips(ds, cfg)
+    enc = (model if isinstance(model, Encoder) else load_encoder(model)).to(device)
+    model = enc.name if isinstance(model, Encoder) else model
+    ds = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
+    data = str(data) if isinstance(data, (str, os.PathLike)) else ds.name
+    idx = select_clips(ds, cfg) if clips is None else sorted(int(i) for i in clips)
     mine = runtime.shard(idx)
     engine = SimilarityEngine(enc.num_layers + 1, metrics=cfg.metrics, view=cfg.view,
                               estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size,
                               cka_space=cfg.cka_space)
     # resume: the checkpoint is tied to the run's inputs and this rank's shard
     same = {k: v for k, v in asdict(cfg).items() if k != "device"}  # a resume may switch device
-    key = hashlib.sha1(json.dumps([model, str(data), same, mine, world]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([model, data, same, mine, world]).encode()).hexdigest()
     ckpt = out_dir / (CKPT + (f".rank{rank}" if world > 1 else ""))
     done = 0
     if ckpt.exists():
@@ -156,7 +169,7 @@ def analyze(model: str, data: str, out: str | os.PathLike, cfg: AnalyzeConfig = 
     if rank == 0:
         # similarity.json marks a finished run: removed first, written last
         (out_dir / "similarity.json").unlink(missing_ok=True)
-        write_json(out_dir / "config.json", {"model": model, "data": str(data), **asdict(cfg)})
+        write_json(out_dir / "config.json", {"model": model, "data": data, **asdict(cfg)})
         write_json(out_dir / "blocks.json", {
             "blocks": {m: b.to_json() for m, b in blocks.items()},
             "robustness": robust.to_json() if robust is not None else None})

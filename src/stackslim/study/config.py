@@ -16,7 +16,8 @@ class StudyConfig:
     task: str = field(default="word", metadata={"help": "task of the data set: word, speaker, or a column"})
     quick: bool = field(default=False, metadata={"help": "small preset: every step smaller (about 5 minutes)"})
     max_clips: int = field(default=1500, metadata={"help": "clips (all splits) for teacher, pruning, mimic, share"})
-    analyze_clips: int = field(default=1500, metadata={"help": "clips for the similarity matrices"})
+    analyze_clips: int = field(default=1500, metadata={
+        "help": "clips of the study's own (at most --max-clips) for the similarity matrices"})
     strategies: tuple[str, ...] = field(
         default=("forward", "backward", "bi", "knn-bi", "iterative", "greedy", "blocks"),
         metadata={"help": "pruning strategies"})
@@ -33,7 +34,7 @@ class StudyConfig:
     stop_after: str = field(default="", metadata={"help": "stop after this step (a rerun resumes)"})
 
 
-QUICK = dict(max_clips=300, analyze_clips=200, strategies=("forward", "backward", "bi", "greedy"),
+QUICK = dict(max_clips=300, analyze_clips=300, strategies=("forward", "backward", "bi", "greedy"),
              mimic_grid=("linear-1-256",), share_grid=("K2-r8",), train_minutes=0.3, wer_clips=8,
              latency_clips=4)
 

@@ -32,11 +32,23 @@ DEFAULT_MODEL = "whisper-base"
 DEFAULT_DATA = "synth-commands"
 
 
-def _analyze_step(model: str, data: str, cfg: StudyConfig):
+def study_clips(ds, cfg: StudyConfig) -> list[int]:
+    """The clips every step works on (all splits of the task's seeded subset)."""
+    task = prepare_task(ds, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
+    return sorted({int(i) for idx in task.splits.values() for i in idx})
+
+
+def _analyze_step(enc: Encoder, ds, cfg: StudyConfig):
+    """Similarity on (a seeded subset of) the study's own clips: the teacher states computed
+    here are the ones the later steps read from the memo."""
     def run(folder: Path) -> dict:
         from ..similarity.analyze import AnalyzeConfig, analyze
 
-        s = analyze(model, data, folder, AnalyzeConfig(max_clips=cfg.analyze_clips, seed=cfg.seed))
+        clips = study_clips(ds, cfg)
+        if cfg.analyze_clips < len(clips):
+            rng = np.random.default_rng(cfg.seed)
+            clips = sorted(rng.choice(clips, size=cfg.analyze_clips, replace=False).tolist())
+        s = analyze(enc, ds, folder, AnalyzeConfig(seed=cfg.seed), clips=clips)
         return {"blocks": s["blocks"], "robustness": (s["robustness"] or {}).get("verdict"),
                 "clips": s["clips"], "block_influence": s["block_influence"]}
     return run
@@ -223,8 +235,8 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
     summaries: dict = {}
     try:
         with remember_states(enc):  # the teacher runs once per clip, not once per step
-            summaries["analyze"] = runner.run("analyze", step_key(model, str(data), cfg.analyze_clips, cfg.seed),
-                                              _analyze_step(model, str(data), cfg))
+            summaries["analyze"] = runner.run("analyze", step_key(*base, cfg.analyze_clips),
+                                              _analyze_step(enc, ds, cfg))
             summaries["prune"] = runner.run("prune", step_key(*base, cfg.strategies), _prune_step(enc, ds, cfg))
             summaries["mimic"] = {m: runner.run(f"mimic-{m}", step_key(*base, m, cfg.train_minutes),
                                                 _mimic_step(enc, ds, cfg, m)) for m in cfg.mimic_grid}
