@@ -7,6 +7,7 @@ step, the save of a model folder, a results file); one test sends SIGINT from ou
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,3 +101,24 @@ def test_sigint_to_a_real_process_exits_130_without_traceback(tone_data, tmp_pat
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
     assert not (out / "similarity.json").exists()
+
+
+STUDY_FAST = ["--quick", "--max-clips", "12", "--analyze-clips", "12", "--train-minutes", "0.02",
+              "--latency-clips", "1", "--strategies", "forward,bi"]
+
+
+def test_killed_study_resumes_after_its_finished_steps(tiny_data, tmp_path):
+    """SIGKILL as the third step (the first mimic variant) starts: analyze and prune are kept
+    (their step markers), nothing looks finished, and the rerun only runs what was left."""
+    out = tmp_path / "study"
+    argv = ["study", "random:wav2vec2", str(tiny_data), "--out", str(out), *STUDY_FAST]
+    child = run_forked(argv, tmp_path / "child", Trigger("stackslim.study.steps.StepRunner", "run", 3, KILL))
+    _check_killed(child, KILL)
+    assert (out / "analyze" / "step.json").is_file() and (out / "prune" / "step.json").is_file()
+    assert not (out / "results.json").exists() and not (out / "report.html").exists()
+    kept = (out / "prune" / "step.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["steps_skipped"] == ["analyze", "prune"] and "analyze" not in r["steps_run"]
+    assert (out / "prune" / "step.json").stat().st_mtime_ns == kept
+    assert (out / "report.html").is_file()
