@@ -41,15 +41,22 @@ def measure_latency(fn: Callable[[Any], Any], inputs: Any, warmup: int = 2,
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    with torch.inference_mode():
-        for _ in range(max(0, warmup)):
-            fn(inputs)
-        gc.collect()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(inputs)
-            times.append((time.perf_counter() - t0) * 1e3)
+    times = []
+    # the cyclic collector paused while timing: no collection lands inside a measurement (a
+    # gc.collect() before it would cost a second per call on a large heap, e.g. a study's caches)
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.inference_mode():
+            for _ in range(max(0, warmup)):
+                fn(inputs)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn(inputs)
+                times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        if gc_was_on:
+            gc.enable()
     t = np.asarray(times)
     return {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
             "min_ms": float(t.min()), "mean_ms": float(t.mean()), "repeats": int(repeats),
