@@ -127,11 +127,14 @@ def _eval(student, head, test_cache, y_test, wer_ctx) -> dict:
     return out
 
 
-def run_whisper(args) -> list[dict]:
+def whisper_setup(kws_clips: int, pool_clips: int, wer_clips: int, tag: str = "whisper") -> dict:
+    """Everything the whisper-base benches share: the teacher, the word task (seed 0), teacher
+    states (all states of the train split + unlabelled pool sentences for distillation; 0 and L
+    of validation and test), the teacher's head, the WER clips, and the teacher's own row."""
     teacher = load_encoder("whisper-base")
     _, tok = load_tokenizer("whisper-base")
-    task = prepare_task("synth-commands", "word", seed=0, max_clips=args.kws_clips)
-    print(f"[whisper] {task.describe()}", flush=True)
+    task = prepare_task("synth-commands", "word", seed=0, max_clips=kws_clips)
+    print(f"[{tag}] {task.describe()}", flush=True)
     t0 = time.monotonic()
     train_cmd = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
                               total=len(task.splits["train"]))
@@ -142,17 +145,29 @@ def run_whisper(args) -> list[dict]:
     from stackslim.data import load_dataset
 
     sents = load_dataset("synth-sentences")
-    pool = [i for i, c in enumerate(sents.clips) if c.get("split") == "pool"][: args.pool_clips]
+    pool = [i for i, c in enumerate(sents.clips) if c.get("split") == "pool"][:pool_clips]
     train_pool = distill_cache(teacher, sents.batches(pool, 8), total=len(pool))
     train_cache = concat_caches(train_cmd, train_pool)
     labels = torch.cat([y_train, torch.full((len(pool),), -1, dtype=torch.long)])
-    waves, refs = sentence_clips("synth-sentences", args.wer_clips)
+    waves, refs = sentence_clips("synth-sentences", wer_clips)
     wer_ctx = (teacher.model, tok, waves, refs)
-    teacher_row = {"part": "whisper", "variant": "whisper-base (teacher)",
+    teacher_row = {"part": tag, "variant": "whisper-base (teacher)",
                    "accuracy_pct": round(100 * accuracy(head, test_cache, y_test), 2),
                    "wer_pct": round(100 * whisper_wer(teacher, teacher.model, tok, waves, refs)["wer"], 2),
                    "stack_params": teacher.num_params(stack_only=True),
                    "encoder_params": teacher.num_params(), "setup_seconds": round(time.monotonic() - t0, 1)}
+    return {"teacher": teacher, "task": task, "head": head, "train_cache": train_cache,
+            "labels": labels, "val_cache": val_cache, "test_cache": test_cache, "y_val": y_val,
+            "y_test": y_test, "wer_ctx": wer_ctx, "teacher_row": teacher_row, "sents": sents,
+            "pool": pool}
+
+
+def run_whisper(args) -> list[dict]:
+    ctx = whisper_setup(args.kws_clips, args.pool_clips, args.wer_clips)
+    teacher, task, head, teacher_row = ctx["teacher"], ctx["task"], ctx["head"], ctx["teacher_row"]
+    train_cache, labels, val_cache, test_cache = (ctx["train_cache"], ctx["labels"], ctx["val_cache"],
+                                                  ctx["test_cache"])
+    y_val, y_test, wer_ctx = ctx["y_val"], ctx["y_test"], ctx["wer_ctx"]
     lat_waves = [task.dataset.load(i) for i in task.splits["test"][:8]]
     teacher_row["latency_ms"] = latency_report({"dense": teacher}, lat_waves, repeats=3)["dense"]
     print(f"[whisper] {teacher_row}", flush=True)

@@ -17,8 +17,9 @@ still cost a little and Ĉ is positive definite). Block by block, each step exac
 - shared weight given the residuals (``fitted``): setting the gradient to zero,
   W = (Σ_l w_l (W_l − A_l B_l − D_l) Ĉ_l)(Σ_l w_l Ĉ_l)⁻¹ with w_l = 1 / tr(W_l Ĉ_l W_lᵀ).
 
-The shared weight is chosen among the group mean, each member's own weight, and the fitted one
-(two rounds of shared/residual updates), by the total output error; the choice is recorded.
+The shared weight is chosen among the group mean, the middle member's own weight, and the
+fitted one (two rounds of shared/residual updates), by the total output error; the choice is
+recorded.
 Without a calibrated map (no statistics: see `calibrate`) Ĉ = I, i.e. the weight-space metric.
 """
 from __future__ import annotations
@@ -63,46 +64,55 @@ def output_error(W: torch.Tensor, W_hat: torch.Tensor, C: torch.Tensor) -> float
 
 
 def fit_residual(R: torch.Tensor, Ch: torch.Tensor, L: torch.Tensor, rank: int, diag: bool,
-                 iters: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A (d_out, r), B (r, d_in), d (k,) or None minimising ‖(R − A B − diag_k(d)) L‖_F.
+                 iters: int = 2, RL: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]:
+    """A (d_out, r), B (r, d_in), d (k,) or None minimising ‖(R − A B − diag_k(d)) L‖²_F; and
+    that minimum.
 
     Alternates the diagonal (closed form per row) and the whitened truncated SVD, `iters` times
-    (one is exact without a diagonal). All float64.
+    (one is exact without a diagonal). Everything happens in whitened space: with RL = R L
+    (given, or computed), diag_k(d) L is d times the first k rows of L, and the error is
+    ‖RL − diag_k(d) L − A B'‖², so no further (d_in × d_in) product is needed. All float64.
     """
     d_out, d_in = R.shape
     k = min(d_out, d_in)
-    AB = torch.zeros_like(R)
+    RL = R @ L if RL is None else RL  # (d_out, d_in)
+    A, B, Bw = R.new_zeros(d_out, rank), R.new_zeros(rank, d_in), R.new_zeros(rank, d_in)
     d = None
-    A, B = R.new_zeros(d_out, rank), R.new_zeros(rank, d_in)
+    DL = torch.zeros_like(RL)
+
+    def refit_d() -> torch.Tensor:
+        # d_i = ((R − A B) Ĉ)_ii / Ĉ_ii = Σ_j (R − A B)_ij Ĉ_ij / Ĉ_ii (Ĉ symmetric), i < k
+        return ((R[:k] - A[:k] @ B) * Ch[:k]).sum(1) / Ch.diagonal()[:k]  # (k,)
+
     for _ in range(iters if diag else 1):
-        D = 0.0
         if diag:
-            # d_i = ((R − A B) Ĉ)_ii / Ĉ_ii, with Ĉ symmetric: Σ_j (R − AB)_ij Ĉ_ij
-            d = ((R - AB)[:k] * Ch[:k]).sum(1) / Ch.diagonal()[:k]  # (k,)
-            D = diag_k(d, d_out, d_in)
+            d = refit_d()
+            DL[:k] = d[:, None] * L[:k]  # diag_k(d) L
         if rank == 0:
             break
-        A, Bw = truncated_svd((R - D) @ L, rank)  # whitened: (d_out, r), (r, d_in)
+        A, Bw = truncated_svd(RL - DL, rank)  # whitened: (d_out, r), (r, d_in)
         B = torch.linalg.solve_triangular(L, Bw, upper=False, left=False)  # B' L⁻¹
-        AB = A @ B
     if diag and rank > 0 and iters > 1:  # the last SVD moved A B: refit d once more
-        d = ((R - AB)[:k] * Ch[:k]).sum(1) / Ch.diagonal()[:k]
-    return A, B, d
+        d = refit_d()
+        DL[:k] = d[:, None] * L[:k]
+    err = float(((RL - DL - A @ Bw) ** 2).sum())
+    return A, B, d, err
 
 
-def _reconstruct(W: torch.Tensor, A, B, d) -> torch.Tensor:
-    out = W + A @ B
-    return out + diag_k(d, *W.shape) if d is not None else out
-
-
-def _fit_group(Ws, Chs, Ls, W, rank, diag, iters):
-    """Residuals of every layer for shared W, and the total relative output error."""
+def _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, iters):
+    """Residuals of every layer for shared W, and Σ_l relative output error² (whitened)."""
     factors, total = [], 0.0
-    for Wl, Ch, L in zip(Ws, Chs, Ls):
-        A, B, d = fit_residual(Wl - W, Ch, L, rank, diag, iters)
+    for Wl, WL, Ch, L in zip(Ws, WLs, Chs, Ls):
+        A, B, d, err = fit_residual(Wl - W, Ch, L, rank, diag, iters, RL=WL - W @ L)
         factors.append((A, B, d))
-        total += weighted_sq(Wl - _reconstruct(W, A, B, d), Ch) / max(weighted_sq(Wl, Ch), 1e-300)
+        total += err / max(float((WL ** 2).sum()), 1e-300)
     return factors, total
+
+
+def _residual_weight(A, B, d, shape) -> torch.Tensor:
+    R = A @ B
+    return R + diag_k(d, *shape) if d is not None else R
 
 
 def fitted_shared(Ws, Chs, residuals=None) -> torch.Tensor:
@@ -135,19 +145,21 @@ def init_aware(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -
     which = info.get("aware_shared", "best")
     if which not in ("best", "mean", "member", "fitted"):
         raise EncoderError(f"aware_shared must be best, mean, member or fitted, got {which!r}")
+    WLs = [W @ L for W, L in zip(Ws, Ls)]  # whitened weights, once
     cands: dict[str, torch.Tensor] = {}
     if which in ("best", "mean"):
         cands["mean"] = torch.stack(Ws).mean(0)
-    if which in ("best", "member"):
-        cands.update({f"member {i}": W for i, W in zip(info.get("layers", range(len(Ws))), Ws)})
-    scored = {name: _fit_group(Ws, Chs, Ls, W, rank, diag, 1) for name, W in cands.items()}
+    if which in ("best", "member"):  # the middle layer: the alignment's reference
+        mid = len(Ws) // 2
+        cands[f"member {list(info.get('layers', range(len(Ws))))[mid]}"] = Ws[mid]
+    scored = {name: _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, 1) for name, W in cands.items()}
     if which in ("best", "fitted"):
         W = fitted_shared(Ws, Chs)
-        for _ in range(2):  # shared given residuals, residuals given shared
-            factors, _ = _fit_group(Ws, Chs, Ls, W, rank, diag, 1)
-            W = fitted_shared(Ws, Chs, [_reconstruct(torch.zeros_like(W), *f) for f in factors])
+        factors, _ = _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, 1)
+        # one more round: the shared weight given the residuals, then the residuals again
+        W = fitted_shared(Ws, Chs, [_residual_weight(*f, W.shape) for f in factors])
         cands["fitted"] = W
-        scored["fitted"] = _fit_group(Ws, Chs, Ls, W, rank, diag, 1)
+        scored["fitted"] = _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, 1)
     best = min(scored, key=lambda n: scored[n][1])
-    factors, _ = _fit_group(Ws, Chs, Ls, cands[best], rank, diag, 2)  # refine the winner
+    factors, _ = _fit_group(Ws, WLs, Chs, Ls, cands[best], rank, diag, 2)  # refine the winner
     return GroupInit(cands[best], factors, choice=best)

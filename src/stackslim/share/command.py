@@ -45,7 +45,7 @@ class ShareResult:
     size: dict
     disk: dict
     latency: dict
-    conversion: dict  # summary per matrix + every (layer, matrix) error
+    conversion: dict  # summary per matrix, every (layer, matrix) error, alignment spreads
     teacher: dict
     before: dict
     after: dict | None
@@ -104,7 +104,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
     states = cfg.recover_states if cfg.recover_epochs > 0 else "last"
     train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
-                                total=len(task.splits["train"]), states=states, progress=progress)
+                                total=len(task.splits["train"]),
+                                states="last" if states == "last" else "all", progress=progress)
     val_cache = task.cache(teacher, "validation", progress=progress)
     test_cache = task.cache(teacher, "test", progress=progress)
     y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
@@ -124,9 +125,12 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     if groups == "blocks":
         rows = task.splits["train"][: cfg.block_clips]
         block_waves = [task.dataset.load(i) for i in rows]
+    calib = None
+    if cfg.calib > 0:  # calibration clips: the train split's first, never validation or test
+        calib = [task.dataset.load(i) for i in task.splits["train"][: cfg.calib]]
     student = to_residual(teacher, groups=groups, rank=cfg.rank, diag=cfg.diag,
                           share_norms=cfg.share_norms, init=cfg.init, max_size=max_size,
-                          waves=block_waves, seed=cfg.seed)
+                          waves=block_waves, seed=cfg.seed, calib=calib, align=cfg.align)
     before = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
     after = log = None
     if cfg.recover_epochs > 0:
@@ -150,7 +154,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
         model=str(getattr(model, "name", model)), data=str(data), config=asdict(cfg),
         task=task.describe(), groups=student.groups, size=student.size_report(),
         disk=disk_report(student, dense), latency=latency,
-        conversion={"summary": student.conversion_summary(), "matrices": student.conversion},
+        conversion={"summary": student.conversion_summary(), "matrices": student.conversion,
+                    "alignment": student.alignment},
         teacher=teacher_eval, before=before, after=after,
         recovery=log.to_json() if log is not None else None,
         seconds=time.monotonic() - t0, notes=notes)

@@ -2,6 +2,8 @@
 
     stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 \\
         --recover-epochs 3 --recover-minutes 3
+    stackslim share whisper-base synth-commands --out runs/aware --group 3 --rank 16 \\
+        --init aware --align --calib 256 --recover-minutes 8
 
 is `share("whisper-base", "synth-commands", "runs/share", ShareConfig(group=3, rank=16,
 recover_epochs=3, recover_minutes=3))`.
@@ -27,15 +29,25 @@ class ShareConfig:
                                                        "each LayerNorm per group (the paper's size "
                                                        "accounting; conversion is then not exact at "
                                                        "full rank)"})
-    init: str = field(default="svd", metadata={"help": "conversion method (svd: group mean + "
-                                               "truncated SVD of the residual)"})
+    init: str = field(default="svd", metadata={"help": "conversion method: svd (group mean + "
+                                               "truncated SVD of the residual) or aware (keeps "
+                                               "each map's outputs on --calib clips: whitened "
+                                               "SVD, shared weight chosen by output error)",
+                                               "choices": ("svd", "aware")})
+    align: bool = field(default=False, metadata={"help": "permute FFN neurons and attention heads "
+                                                 "of each layer to match its group first (same "
+                                                 "function, closer weights)"})
+    calib: int = field(default=256, metadata={"help": "clips of the train split whose activations "
+                                              "calibrate the conversion (init aware) and measure "
+                                              "each map's output error (0: none)"})
     recover_epochs: int = field(default=3, metadata={"help": "epochs of recovery by distillation "
                                                      "(0: none)"})
     recover_minutes: float = field(default=20.0, metadata={"help": "time budget of the recovery "
                                                            "in minutes (0: none)"})
     recover_states: str = field(default="all", metadata={"help": "distil hidden states 'all' "
-                                                         "(1..L) or the 'last' one",
-                                                         "choices": ("all", "last")})
+                                                         "(1..L), the 'last' one, or "
+                                                         "'all-then-last' (two phases)",
+                                                         "choices": ("all", "last", "all-then-last")})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
     lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
@@ -56,6 +68,8 @@ class ShareConfig:
 
     def group_spec(self):
         """(groups argument of `to_residual`, max_size) from `groups` and `group`."""
+        if self.init == "aware" and self.calib <= 0:
+            raise EncoderError("--init aware needs calibration clips: --calib N with N > 0")
         if self.group < 0:
             raise EncoderError(f"--group must be >= 0, got {self.group}")
         if self.groups == "adjacent":
