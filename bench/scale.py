@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="synth-commands")
     p.add_argument("--base", type=int, default=16, help="clips at 1×")
     p.add_argument("--factors", default="1,4,16")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: the cores here are shared)")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--name", default="scale", help="bench/results/NAME.json and NAME.md")
     p.add_argument("--child", nargs=3, metavar=("MODE", "CLIPS", "_"), help=argparse.SUPPRESS)
