@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 FAST = ["--epochs", "2", "--task-epochs", "2", "--head-epochs", "2", "--hidden", "16",
-        "--batch-size", "8", "--latency-batch", "2", "--latency-repeats", "1", "--quiet"]
+        "--batch-size", "8", "--latency-batch", "2", "--latency-repeats", "1", "--quiet", "--device", "cpu"]
 
 
 def test_mimic_two_processes_write_one_result(tone_data, tmp_path, torchrun):

@@ -111,9 +111,11 @@ def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicC
     enc = model if isinstance(model, Encoder) else load_encoder(model)
     check_encoder(enc)
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
+    enc.to(runtime.choose_device(cfg.device))  # the teacher's passes: the costly part
     boundary, binfo = choose_boundary(enc, task, cfg, progress)
     mdata = build_data(enc, task, boundary, cfg.unlabelled or None, cfg.max_unlabelled,
                        cfg.encode_batch, cfg.seed, progress)
+    enc.cpu()  # the cached states are on the CPU; so are training and the latency measured
     head, head_log = fit_teacher_head(mdata, task.num_classes, cfg, progress)
     teacher_acc = accuracy(head, mdata.test, mdata.y["test"], which=LAST)
     student = MimicModel.from_teacher(

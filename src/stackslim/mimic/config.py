@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..runtime import DEVICE_HELP
 from ..train import TrainConfig
 from .augment import FeatureMask
 from .layers import KINDS
@@ -79,6 +80,8 @@ class MimicConfig:
     latency_batch: int = field(default=8, metadata={"help": "clips in the batched latency measurement"})
     latency_repeats: int = field(default=7, metadata={"help": "timed repeats per latency measurement"})
     seed: int = field(default=0, metadata={"help": "split, init and shuffling seed"})
+    device: str = field(default="auto", metadata={
+        "help": f"where the teacher encodes the clips: {DEVICE_HELP}; training runs on the CPU"})
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -69,7 +69,7 @@ def cache_targets(enc: Encoder, batches: Iterable[tuple[list[np.ndarray], list[i
             if boundary is not None:
                 got[BOUNDARY] = hs.states[boundary]
             for k, s in got.items():
-                s = s.float()
+                s = s.float().cpu()  # caches live on the CPU, whatever device encoded
                 for b, t in enumerate(n.tolist()):
                     states[k].append(s[b, :t].clone())
             lengths += n.tolist()

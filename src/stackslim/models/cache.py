@@ -129,7 +129,7 @@ def cache_states(enc: Encoder, waves: Batches,
     for batch_waves, batch_idx in waves:
         hs = enc.hidden_states(batch_waves, final_norm=final_norm)
         for w in keep:
-            s = hs.states[w].float()
+            s = hs.states[w].float().cpu()  # caches live on the CPU, whatever device encoded
             for b, n in enumerate(hs.lengths.tolist()):
                 states[w].append(s[b, :n].clone())
         lengths += hs.lengths.tolist()

@@ -103,11 +103,13 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     teacher.eval()
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
     states = cfg.recover_states if cfg.recover_epochs > 0 else "last"
+    teacher.to(runtime.choose_device(cfg.device))  # the teacher's passes: the costly part
     train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
                                 total=len(task.splits["train"]),
                                 states="last" if states == "last" else "all", progress=progress)
     val_cache = task.cache(teacher, "validation", progress=progress)
     test_cache = task.cache(teacher, "test", progress=progress)
+    teacher.cpu()  # the cached states are on the CPU; so are conversion, recovery and latency
     y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
     head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
                        TrainConfig(epochs=cfg.head_epochs, seed=cfg.seed), progress=progress)

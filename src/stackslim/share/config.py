@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..models.base import EncoderError
+from ..runtime import DEVICE_HELP
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class ShareConfig:
                                                   "transcribed (0: skip WER)"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed for CPU latency (0: skip)"})
     seed: int = field(default=0, metadata={"help": "seed of splits, head and training"})
+    device: str = field(default="auto", metadata={
+        "help": f"where the teacher encodes the clips: {DEVICE_HELP}; conversion and recovery "
+                "run on the CPU"})
 
     def group_spec(self):
         """(groups argument of `to_residual`, max_size) from `groups` and `group`."""
