@@ -221,13 +221,14 @@ def markdown(doc: dict) -> str:
         "speed-up b1 | speed-up b8 | accuracy | capacity | stage 1 / 2 epochs | goal |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    earlier = sorted({r["measured_by"] for r in doc["rows"] if r.get("measured_by")})
     for r in doc["rows"]:
         t = r.get("training", {})
         ep = f"{t.get('stage1_epochs', '-')} / {t.get('stage2_epochs', '-')}" if t else ""
         missed = [k for k, v in r["goal"].items() if not v]
         goal = "met" if not missed else "missed: " + ", ".join(missed)
         lines.append(
-            f"| {r['name']} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
+            f"| {r['name']}{' †' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
             f"{r['bytes'] / 1e6:.2f} | {r['ms_per_clip_batch1']:.2f} | {r['ms_per_clip_batched']:.2f} | "
             f"{r['speedup_batch1']:.1f}× | {r['speedup_batched']:.1f}× | {r['accuracy']:.4f} | "
             f"{r['capacity']:.1%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
@@ -235,7 +236,10 @@ def markdown(doc: dict) -> str:
               "Speed-ups divide by the teacher timed just before each model (the machine is shared and its "
               "load varies). Stack cut: 1 − stack parameters / the teacher's. Pruned: the paper's forward and backward "
               "orders, teacher head kept, most layers deleted at validation capacity ≥ 95%. "
-              f"Total time {doc['seconds'] / 60:.1f} min.", ""]
+              f"Total time {doc['seconds'] / 60:.1f} min."]
+    lines += [f"{'†' * (i + 1)} measured by an earlier run: `{c}` (same splits, teacher and cache; its "
+              f"latencies paired with the teacher timed in that run)." for i, c in enumerate(earlier)]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -244,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="whisper-base")
     p.add_argument("--data", default="synth-commands")
     p.add_argument("--task", default="word")
-    p.add_argument("--grid", choices=("quick", "full"), default="quick")
+    p.add_argument("--grid", choices=("quick", "full", "none"), default="quick",
+                   help="none: only the --long variants")
     p.add_argument("--train-clips", type=int, default=0, help="0: the whole train split")
     p.add_argument("--val-clips", type=int, default=400)
     p.add_argument("--unlabelled", default="synth-sentences")
@@ -261,6 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long", action="append", default=[], metavar="KIND,LAYERS,Z,MIN1,MIN2",
                    help="an extra variant with its own stage budgets in minutes, e.g. "
                         "transformer,1,512,8,3 (repeatable)")
+    p.add_argument("--distill", type=float, default=0.0, help="MimicConfig.distill for every variant")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--mask-time", type=float, default=0.0)
+    p.add_argument("--mask-channels", type=float, default=0.0)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the mimic layers in training")
+    p.add_argument("--no-pruned", action="store_true", help="skip the pruned row (kept from --merge)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of the existing mimic.json that this run does not redo "
+                        "(each marked with the command that measured it)")
     p.add_argument("--mel", choices=("torch", "numpy"), default="torch",
                    help="Whisper log-mel implementation for every model (see use_torch_mel)")
     args = p.parse_args(argv)
@@ -315,39 +329,59 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": 0.0,
     }
 
+    recipe = {"distill": args.distill, "temperature": args.temperature, "mask_time": args.mask_time,
+              "mask_channels": args.mask_channels, "bf16": args.bf16}
+    doc["inputs"]["recipe"] = recipe
+    old_rows = []
+    if args.merge and (out / "mimic.json").is_file():
+        import json
+
+        old = json.loads((out / "mimic.json").read_text())
+        old_rows = [dict(r, measured_by=r.get("measured_by", old["command"])) for r in old["rows"]
+                    if r["kind"] != "teacher"]
+
     def flush() -> None:
         doc["seconds"] = round(time.monotonic() - t0, 1)
-        write_json(out / "mimic.json", doc)
-        write_atomic(out / "mimic.md", markdown(doc))
+        names = {r["name"] for r in doc["rows"]}
+        kinds = {r["kind"] for r in doc["rows"]}
+        kept = [r for r in old_rows if r["name"] not in names and r["kind"] not in kinds & {"pruned"}]
+        out_doc = dict(doc, rows=doc["rows"] + kept)
+        write_json(out / "mimic.json", out_doc)
+        write_atomic(out / "mimic.md", markdown(out_doc))
 
-    pr = best_pruning(enc, head, data)
-    pruned_enc = enc.without_layers([i - 1 for i in pr["deleted_layers"]])
-    fast_mel(pruned_enc)
     teacher_fn = teacher_logits(enc, head)
 
     def paired() -> dict:
         return clip_latency(teacher_fn, waves, len(waves), repeats=args.latency_repeats)
 
-    ref = paired()
-    pn = teacher_numbers(pruned_enc, head, waves, pr["test_accuracy"], repeats=args.latency_repeats)
-    doc["rows"].append(row_from(f"pruned ({pr['order']}, layers {pr['deleted_layers'] or 'none'} deleted)", pn,
-                                teacher, teacher_acc, {"kind": "pruned", "pruning": pr}, ref))
-    del pruned_enc
-    log(f"pruned: {pr}")
+    if not args.no_pruned:
+        pr = best_pruning(enc, head, data)
+        pruned_enc = enc.without_layers([i - 1 for i in pr["deleted_layers"]])
+        fast_mel(pruned_enc)
+        ref = paired()
+        pn = teacher_numbers(pruned_enc, head, waves, pr["test_accuracy"], repeats=args.latency_repeats)
+        doc["rows"].append(row_from(f"pruned ({pr['order']}, layers {pr['deleted_layers'] or 'none'} deleted)",
+                                    pn, teacher, teacher_acc, {"kind": "pruned", "pruning": pr}, ref))
+        del pruned_enc
+        log(f"pruned: {pr}")
     flush()
 
     variants = [(k, n, z, b, args.stage1_minutes, args.stage2_minutes)
-                for k, n, z, b in (QUICK if args.grid == "quick" else FULL)]
+                for k, n, z, b in {"quick": QUICK, "full": FULL, "none": []}[args.grid]]
     for spec in args.long:
         k, n, z, m1, m2 = spec.split(",")
         variants.append((k, int(n), int(z), False, float(m1), float(m2)))
     for kind, layers, z, baseline, min1, min2 in variants:
         name = f"{kind} × {layers}, z={z}" + (" (baseline: no stage 1)" if baseline else "")
+        if args.distill:
+            name += f", distilled (α {args.distill:g}, τ {args.temperature:g})"
+        if args.mask_time or args.mask_channels:
+            name += f", masked ({args.mask_time:g} / {args.mask_channels:g})"
         if (min1, min2) != (args.stage1_minutes, args.stage2_minutes):
             name += f" (budget {min1:g} + {min2:g} min)"
         cfg = MimicConfig(kind=kind, layers=layers, hidden=z, baseline=baseline,
                           epochs=args.stage1_epochs, task_epochs=args.stage2_epochs,
-                          batch_size=32, patience=4)
+                          batch_size=32, patience=4, **recipe)
         model = MimicModel.from_teacher(enc, head, kind, layers, z, class_names=task.names, seed=0)
         t = time.monotonic()
         s1 = None
@@ -369,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stage2_epochs": s2.epochs_run, "stage2_stopped_by": s2.stopped_by,
                     "stage2_val_accuracy": s2.best_score, "seconds": round(secs, 1)}
         row = row_from(name, numbers, teacher, teacher_acc,
-                       {"kind": kind, "layers": layers, "hidden": z, "baseline": baseline,
+                       {"kind": kind, "layers": layers, "hidden": z, "baseline": baseline, "recipe": recipe,
                         "training": training | {"budget_minutes": [min1, min2]},
                         "saved_to": str(folder)}, ref)
         doc["rows"].append(row)

@@ -32,3 +32,10 @@ def test_a_wider_beam_finds_the_longest_curve():
     assert set(order[:2]) == {2, 3} and info["val_deletable"] == 2
     assert len(calls) == len(set(calls))  # every deleted set is scored once
     assert info["val_accuracy_per_set"]["2,3"] == 0.5  # 1-based layer names: {1, 2} 0-based
+
+
+def test_the_beam_keeps_distinct_sets_not_reorderings():
+    # width 2: without de-duplication [2, 3] and [3, 2] would fill the beam at step 2
+    _, info, _ = _run(2)
+    for step in info["beams_per_step"]:
+        assert len({frozenset(b) for b in step}) == len(step)

@@ -98,7 +98,8 @@ def test_finetuned_teacher_leaves_the_callers_encoder(tones):
                       finetune_lr=1e-3, refit=False, **FAST)
     result, teacher_enc, _ = run_pruning(enc, task, cfg)
     assert torch.equal(enc.layers[1].fc1.weight, before)
-    assert not torch.equal(teacher_enc.layers[1].fc1.weight, before)
+    # LayerDrop (the default) may skip layer 2 in every step of one tiny epoch: layer 1 always runs
+    assert not torch.equal(teacher_enc.layers[0].fc1.weight, enc.layers[0].fc1.weight)
     assert result.teacher.finetuned and result.teacher.finetune_log.epochs_run == 1
     for s in result.strategies:
         assert list(s.curves) == ["no_refit"]

@@ -58,8 +58,9 @@ class PruneConfig:
                 "(0: plain fine-tuning, the paper's setting). Default 0.5: on whisper-base it is what "
                 "lets 2 of 6 layers go without post-training (bench/results/prune.md)"})
     finetune_minutes: float = field(default=0.0, metadata={"help": "fine-tuning time budget (0: none)"})
-    beam_width: int = field(default=4, metadata={
-        "help": "orders kept at each step by the beam and beam-refit strategies"})
+    beam_width: int = field(default=8, metadata={
+        "help": "deleted sets kept at each step by the beam and beam-refit strategies (with L-1 "
+                "deletable layers, width C(L-1, ⌊(L-1)/2⌋) scores every set: 10 for 6 layers)"})
     knn_k: int = field(default=8, metadata={"help": "neighbours of the mutual-kNN Block Influence"})
     cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})

@@ -69,7 +69,7 @@ class ScoringContext:
     progress: bool = False
     split: str = "validation"
     threshold: float = 0.95
-    beam_width: int = 4
+    beam_width: int = 8
 
     @property
     def deletable(self) -> list[int]:
@@ -193,7 +193,12 @@ def _beam(ctx: ScoringContext, acc: Callable[[list[int]], float], name: str) -> 
     for _ in ctx.deletable:
         grown = {tuple(b + [c]) for b in beams for c in ctx.deletable if c not in b}
         ranked = sorted((list(o) for o in grown), key=objective, reverse=True)
-        beams = ranked[: max(1, ctx.beam_width)]
+        # one order per deleted set (the best-ranked): what follows depends only on the set, so
+        # orders of the same set would crowd distinct sets out of the beam
+        best_per_set: dict[frozenset[int], list[int]] = {}
+        for o in ranked:
+            best_per_set.setdefault(frozenset(o), o)
+        beams = list(best_per_set.values())[: max(1, ctx.beam_width)]
         steps.append([[i + 1 for i in b] for b in beams])
         bar.update(1)
     bar.close()
