@@ -27,6 +27,11 @@ class StudyConfig:
     share_grid: tuple[str, ...] = field(
         default=("K2-r64", "K3-r16", "blocks-r16"),
         metadata={"help": "shared variants as K<k>-r<rank> or blocks-r<rank>"})
+    share_init: str = field(default="aware", metadata={
+        "help": "conversion of the shared variants: svd (plain) or aware (keeps outputs on calibration clips)",
+        "choices": ("svd", "aware")})
+    share_align: bool = field(default=False, metadata={
+        "help": "align FFN neurons and attention heads across each group before sharing"})
     train_minutes: float = field(default=2.0, metadata={"help": "time budget of each training stage / recovery"})
     wer_clips: int = field(default=60, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed per variant for CPU latency"})

@@ -87,8 +87,8 @@ def _share_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
 
         groups, k, rank = parse_share(spec)
         scfg = ShareConfig(group=k, groups=groups, rank=rank, task=cfg.task, max_clips=cfg.max_clips,
-                           recover_minutes=cfg.train_minutes, wer_clips=0, latency_clips=0,
-                           seed=cfg.seed)
+                           init=cfg.share_init, align=cfg.share_align, recover_minutes=cfg.train_minutes,
+                           wer_clips=0, latency_clips=0, seed=cfg.seed)
         r = share(enc, ds, folder, scfg).to_json()
         after = r["after"] or r["before"]
         acc_t = r["teacher"]["accuracy"]
@@ -240,12 +240,14 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
             summaries["prune"] = runner.run("prune", step_key(*base, cfg.strategies), _prune_step(enc, ds, cfg))
             summaries["mimic"] = {m: runner.run(f"mimic-{m}", step_key(*base, m, cfg.train_minutes),
                                                 _mimic_step(enc, ds, cfg, m)) for m in cfg.mimic_grid}
-            summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes),
+            summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes,
+                                                                        cfg.share_init, cfg.share_align),
                                                 _share_step(enc, ds, cfg, s)) for s in cfg.share_grid}
             if is_whisper:
                 dirs = {step: {k: v["model_dir"] for k, v in summaries[step].items()} for step in ("mimic", "share")}
                 summaries["wer"] = runner.run("wer", step_key(*base, cfg.strategies, cfg.mimic_grid, cfg.share_grid,
-                                                              cfg.wer_clips, cfg.train_minutes),
+                                                              cfg.wer_clips, cfg.train_minutes, cfg.share_init,
+                                                              cfg.share_align),
                                               _wer_step(model, enc, cfg, summaries["prune"], dirs["mimic"],
                                                         dirs["share"]))
             summaries["compare"] = runner.run("compare", step_key(*base, sorted(summaries), cfg.latency_clips,
