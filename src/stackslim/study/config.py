@@ -32,8 +32,8 @@ class StudyConfig:
         "choices": ("svd", "aware")})
     share_align: bool = field(default=False, metadata={
         "help": "align FFN neurons and attention heads across each group before sharing"})
-    train_minutes: float = field(default=2.0, metadata={"help": "time budget of each training stage / recovery"})
-    wer_clips: int = field(default=60, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
+    train_minutes: float = field(default=1.5, metadata={"help": "time budget of each training stage / recovery"})
+    wer_clips: int = field(default=30, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed per variant for CPU latency"})
     seed: int = field(default=0, metadata={"help": "seed of splits, subsets and training"})
     stop_after: str = field(default="", metadata={"help": "stop after this step (a rerun resumes)"})

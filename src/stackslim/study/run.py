@@ -99,14 +99,16 @@ def _share_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
     return run
 
 
-def _pruned_variants(enc: Encoder, prune_summary: dict) -> dict[str, list[int]]:
-    """Strategy → the 0-based layers it deletes at the validation-chosen k (no post-training)."""
-    out = {}
+def _pruned_variants(enc: Encoder, prune_summary: dict) -> dict[str, tuple[str, list[int]]]:
+    """Pruned models worth measuring: label → (a strategy that chose it, the 0-based layers it
+    deletes at its validation-chosen k, no post-training). Strategies that delete the same
+    layers build the same model: one entry, labelled with all of them ("backward+greedy")."""
+    by_set: dict[tuple[int, ...], list[str]] = {}
     for name, s in prune_summary["strategies"].items():
         k = s["no_refit"]["max_deletable_val"]
         if k > 0:
-            out[name] = sorted(i - 1 for i in s["order"][:k])
-    return out
+            by_set.setdefault(tuple(sorted(i - 1 for i in s["order"][:k])), []).append(name)
+    return {"+".join(names): (names[0], list(deleted)) for deleted, names in by_set.items()}
 
 
 def _wer_step(model: str, enc: Encoder, cfg: StudyConfig, prune_summary: dict, mimic_dirs: dict,
@@ -123,7 +125,7 @@ def _wer_step(model: str, enc: Encoder, cfg: StudyConfig, prune_summary: dict, m
             return {"skipped": f"no Whisper decoder for {model}: {tok}"}
         waves, refs = sentence_clips("synth-sentences", cfg.wer_clips)
         rows = {"teacher": whisper_wer(enc, whisper, tok, waves, refs)}
-        for name, deleted in _pruned_variants(enc, prune_summary).items():
+        for name, (_, deleted) in _pruned_variants(enc, prune_summary).items():
             rows[f"pruned:{name}"] = whisper_wer(enc.without_layers(deleted), whisper, tok, waves, refs)
         for name, d in mimic_dirs.items():
             rows[f"mimic:{name}"] = whisper_wer(MimicModel.load(d), whisper, tok, waves, refs)
@@ -162,9 +164,9 @@ def _compare_step(enc: Encoder, ds, cfg: StudyConfig, summaries: dict):
                      "params": enc.num_params(), "stack_params": enc.num_params(stack_only=True),
                      "bytes": _encoder_bytes(enc), "accuracy": t_acc, "capacity": 1.0})
         fns["teacher"] = enc_fn(enc)
-        for name, deleted in _pruned_variants(enc, prune_s).items():
+        for name, (strategy, deleted) in _pruned_variants(enc, prune_s).items():
             small = enc.without_layers(deleted)
-            curve = prune_s["strategies"][name]["no_refit"]
+            curve = prune_s["strategies"][strategy]["no_refit"]
             k = len(deleted)
             v = f"pruned: {name} (−{k})"
             rows.append({"variant": v, "kind": "pruned", "layers": L - k, "params": small.num_params(),
