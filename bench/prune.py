@@ -46,6 +46,9 @@ def _best(rows: list[dict], task: str, teacher: str, variant: str, source: str) 
 
 
 def _md_table(rows: list[dict], settings: list[dict]) -> str:
+    order = list(TEACHERS)
+    settings = sorted(settings, key=lambda s: (s["task"] != "word", s["task"],
+                                               order.index(s["teacher"]) if s["teacher"] in order else 99))
     lines = ["# Layer pruning of whisper-base (synth-commands)", "",
              "Layers deletable (of 5: layer 1 is never deleted) with test capacity >= 0.95, i.e. test "
              "accuracy >= 95% of the teacher's. Orders are chosen on validation only. \"no post-training\" "
@@ -72,14 +75,16 @@ def _md_table(rows: list[dict], settings: list[dict]) -> str:
                   f"{s['clips']['train']}/{s['clips']['validation']}/{s['clips']['test']}; "
                   f"{s['seconds']:.0f} s" + (f"; run by `{s['command']}`" if s.get("command") else "") + ".", "",
                   "| strategy | from | order (layers) | deletable, no post-training | deletable, head re-fitted "
-                  "| test acc. after 2 / 3 deleted (no post-training) |",
-                  "|---|---|---|---|---|---|"]
+                  "| on validation (no post-training / re-fitted) | test acc. after 2 / 3 deleted (no post-training) |",
+                  "|---|---|---|---|---|---|---|"]
         mine = [r for r in rows if r["task"] == s["task"] and r["teacher"] == s["teacher"]]
         for r in mine:
             acc = r["curve_no_refit"]
             lines.append(f"| {r['strategy']} | {r['from']} | {','.join(map(str, r['order']))} | "
                          f"{r['deletable_no_refit']} | {r['deletable_refit']} | "
-                         f"{acc[2]:.3f} / {acc[3]:.3f} |")
+                         + (f"{r['deletable_no_refit_val']} / {r['deletable_refit_val']} | "
+                            if "deletable_refit_val" in r else "– | ")
+                         + f"{acc[2]:.3f} / {acc[3]:.3f} |")
         for variant, label in (("no_refit", "no post-training"), ("refit", "head re-fitted")):
             paper = _best(rows, s["task"], s["teacher"], variant, "paper")[0]
             ours = _best(rows, s["task"], s["teacher"], variant, "ours")[0]
