@@ -228,7 +228,7 @@ def markdown(doc: dict) -> str:
         missed = [k for k, v in r["goal"].items() if not v]
         goal = "met" if not missed else "missed: " + ", ".join(missed)
         lines.append(
-            f"| {r['name']}{' †' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
+            f"| {r['name']}{' ' + '†' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
             f"{r['bytes'] / 1e6:.2f} | {r['ms_per_clip_batch1']:.2f} | {r['ms_per_clip_batched']:.2f} | "
             f"{r['speedup_batch1']:.1f}× | {r['speedup_batched']:.1f}× | {r['accuracy']:.4f} | "
             f"{r['capacity']:.1%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
