@@ -1,12 +1,16 @@
 """Mimicking layers on a real model: the paper's grid against the teacher and the best pruned model.
 
-Command (the run in bench/results/mimic.md)::
+Commands (the runs merged in bench/results/mimic.md)::
 
     .venv/bin/python bench/mimic.py --long transformer,1,512,8,3
+    .venv/bin/python bench/mimic.py --grid none --no-pruned --merge --threads 2 --bf16 \
+        --latency-repeats 3 --stage1-epochs 8 --stage2-epochs 8 --long linear,1,512,20,20
 
-(defaults: --model whisper-base --data synth-commands --task word --grid quick). About 20 min
-for the grid on 2 shared cores when the teacher states must be computed (~10 of them), ~12 min
-once they are cached; each --long variant adds its budget.
+(defaults: --model whisper-base --data synth-commands --task word --grid quick; --merge keeps the
+rows of the existing mimic.json that a run does not redo). About 20 min for the quick grid on 2
+quiet shared cores once the teacher states are cached; each --long variant adds its budget.
+Training recipe flags (--distill, --temperature, --mask-time, --mask-channels, --bf16) apply to
+every variant of a run and are recorded in each row.
 
 What it does, on this machine's CPU (torch threads: --threads, default 1: the machine's two
 cores are shared, and one thread gives steadier timings):
@@ -20,12 +24,10 @@ cores are shared, and one thread gives steadier timings):
 3. Best pruned model: the paper's forward (delete layers 2, 3, ...) and backward (from the end)
    orders, teacher head kept (no retraining), the most layers deleted with validation capacity
    >= 95% (Block Influence and the other orders: `stackslim prune`).
-4. Mimic grid. --grid quick (default, to stay near 20 min on 2 shared cores): linear × 1 layer ×
-   z ∈ {32, 512, 2048}, linear × 2 × 512, transformer × 1 × 512, and the non-mimicker baseline
-   of linear × 1 × 512. --grid full: kind × layers × z ∈ {32, 512, 2048} (12) + the baselines of
-   linear × 1 × 512 and transformer × 1 × 512. Each variant: stage 1 (MSE on the train split + --unlabelled-clips clips of
-   synth-sentences' unlabelled pool), stage 2 (task loss), each stage bounded by epochs and a
-   time budget (--stage1-minutes, --stage2-minutes).
+4. Mimic grid: --grid quick: linear × 1 × z ∈ {32, 512, 2048}, linear × 2 × 512, transformer
+   × 1 × 512, the non-mimicker baseline of linear × 1 × 512; full: kind × layers × z (12) + two
+   baselines. Stage 1 (MSE on train + the pool), stage 2 (task loss), each bounded by epochs and
+   minutes (--stage1-minutes, --stage2-minutes).
 5. Each row: parameters (whole, stack), bytes on disk, CPU ms per clip (batch 1 and batch 8,
    audio → logits, median of 7 after 2 warm-ups; speed-ups against the teacher timed just
    before each model), accuracy and capacity on test. Mimic models are saved next to the cache.
@@ -55,6 +57,9 @@ from stackslim.models import load_encoder
 from stackslim.models.cache import StateCache
 from stackslim.models.latency import clip_latency
 from stackslim.results import provenance, write_atomic, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mimic_table import markdown, row_from  # noqa: E402  (bench/mimic_table.py)
 
 ROOT = Path(__file__).resolve().parent
 Z_MID = 512  # whisper-base: d = 512 (the paper's 384 or 512 = d)
@@ -175,72 +180,6 @@ def best_pruning(enc, head, data: MimicData, threshold: float = 0.95) -> dict:
             "val_accuracy_curves": curves, "val_accuracy": val_acc,
             "test_accuracy": pruned_accuracy(enc, head, data.test, data.y["test"], deleted),
             "threshold": threshold}
-
-
-# -- rows -------------------------------------------------------------------------------------
-def row_from(name: str, numbers: dict, teacher: dict, teacher_acc: float, extra: dict,
-             paired: dict | None = None) -> dict:
-    """One table row; speed-ups use `paired` (the teacher timed just before this model, so that
-    both see the same load on a shared machine) when given."""
-    cap = numbers["accuracy"] / teacher_acc if teacher_acc else 0.0
-    stack_cut = 1 - numbers["params_stack"] / teacher["params_stack"]
-    ref = paired or teacher["latency"]
-    sp1 = ref["batch1_ms"] / numbers["latency"]["batch1_ms"]
-    spb = ref["batched_ms"] / numbers["latency"]["batched_ms"]
-    return {
-        "name": name, **extra,
-        "teacher_ms_per_clip_batch1_paired": round(ref["batch1_ms"], 3),
-        "teacher_ms_per_clip_batched_paired": round(ref["batched_ms"], 3),
-        "params": numbers["params"], "params_stack": numbers["params_stack"], "bytes": numbers["bytes"],
-        "ms_per_clip_batch1": round(numbers["latency"]["batch1_ms"], 3),
-        "ms_per_clip_batched": round(numbers["latency"]["batched_ms"], 3),
-        "stack_ms_per_clip_batch1": round(numbers["stack_latency"]["batch1_ms"], 3),
-        "speedup_batch1": round(sp1, 2), "speedup_batched": round(spb, 2),
-        "stack_reduction": round(stack_cut, 4),
-        "accuracy": round(numbers["accuracy"], 4), "capacity": round(cap, 4),
-        "goal": {"capacity_95": cap >= 0.95, "stack_90_smaller": stack_cut >= 0.90,
-                 "pipeline_5x_faster": sp1 >= 5.0},
-        "units": {"params": "count", "bytes": "bytes", "ms_per_clip_*": "ms per clip (median)",
-                  "speedup_*": "teacher ms (timed just before this model) / this ms", "capacity": "accuracy / teacher accuracy"},
-    }
-
-
-def markdown(doc: dict) -> str:
-    inp = doc["inputs"]
-    lines = [
-        f"# Mimicking layers: {inp['model']} on {inp['data']} ({inp['task']})", "",
-        f"Command: `{doc['command']}`  ",
-        f"Machine: {doc['machine']['cpu']} ({doc['machine']['cpus']} CPUs, torch threads "
-        f"{doc['machine']['torch_threads']}), shared with other work. Clips: train {inp['clips']['train']}, "
-        f"validation {inp['clips']['validation']}, test {inp['clips']['test']}, unlabelled pool "
-        f"{inp['clips']['pool']}; 2-layer target: hidden state {inp['boundary']['boundary']} "
-        f"({inp['boundary']['how']}). Latency: audio → logits, 1 s clips, median ms per clip of "
-        f"{inp['latency_repeats']} after 2 warm-ups, batch 1 and batch {inp['latency_batch']}; "
-        f"Whisper log-mel: {inp.get('log_mel', 'numpy')} implementation for every model.", "",
-        "| variant | params | stack params | stack cut | MB on disk | ms/clip b1 | ms/clip b8 | "
-        "speed-up b1 | speed-up b8 | accuracy | capacity | stage 1 / 2 epochs | goal |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    earlier = sorted({r["measured_by"] for r in doc["rows"] if r.get("measured_by")})
-    for r in doc["rows"]:
-        t = r.get("training", {})
-        ep = f"{t.get('stage1_epochs', '-')} / {t.get('stage2_epochs', '-')}" if t else ""
-        missed = [k for k, v in r["goal"].items() if not v]
-        goal = "met" if not missed else "missed: " + ", ".join(missed)
-        lines.append(
-            f"| {r['name']}{' ' + '†' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
-            f"{r['bytes'] / 1e6:.2f} | {r['ms_per_clip_batch1']:.2f} | {r['ms_per_clip_batched']:.2f} | "
-            f"{r['speedup_batch1']:.1f}× | {r['speedup_batched']:.1f}× | {r['accuracy']:.4f} | "
-            f"{r['capacity']:.1%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
-    lines += ["", "Goal: capacity ≥ 95%, stack ≥ 90% smaller, pipeline ≥ 5× faster at batch 1. "
-              "Speed-ups divide by the teacher timed just before each model (the machine is shared and its "
-              "load varies). Stack cut: 1 − stack parameters / the teacher's. Pruned: the paper's forward and backward "
-              "orders, teacher head kept, most layers deleted at validation capacity ≥ 95%. "
-              f"Total time {doc['seconds'] / 60:.1f} min."]
-    lines += [f"{'†' * (i + 1)} measured by an earlier run: `{c}` (same splits, teacher and cache; its "
-              f"latencies paired with the teacher timed in that run)." for i, c in enumerate(earlier)]
-    lines.append("")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
