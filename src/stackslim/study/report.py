@@ -92,7 +92,8 @@ def write_report(r: dict, out: Path) -> Path:
                       "capacity against stack size and against speed-up, every variant")])
     page.paragraph(
         "Parameters count unique stored tensors of the encoder (front end + stack; a shared tensor once). "
-        "Bytes: the encoder saved as safetensors (mimic and shared: their own saved folders). Latency: "
+        "Bytes: the encoder saved as safetensors (mimic: its saved folder, front end + layers + head; shared: "
+        "its compact folder without the Whisper decoder it carries). Latency: "
         f"audio → logits on {r.get('compare', {}).get('latency_clips', '?')} test clips, median of 5 "
         "round-robin repeats after a warm-up, all variants interleaved in one run, "
         f"{r.get('compare', {}).get('threads', '?')} torch threads. Accuracy on the test split (speakers "

@@ -23,7 +23,7 @@ import torch
 from ..heads import ClassifierHead, prepare_task
 from ..models import Encoder, load_encoder
 from ..models.latency import bytes_on_disk, measure_latency
-from ..models.memo import remember_states
+from ..models.memo import memo_of, remember_states
 from ..results import prepare_out_dir, provenance, write_json
 from .config import StudyConfig, parse_mimic, parse_share, preset
 from .steps import StepRunner, step_key
@@ -148,7 +148,10 @@ def _compare_step(enc: Encoder, ds, cfg: StudyConfig, summaries: dict):
     def run(folder: Path) -> dict:
         from ..mimic.model import MimicModel
         from ..share import load_shared
+        from ..share.io import DECODER
 
+        if memo_of(enc) is not None:
+            raise RuntimeError("compare must time the teacher's forward pass, not its memo")
         task = prepare_task(ds, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
         waves = [ds.load(i) for i in task.splits["test"][: cfg.latency_clips]]
         head = ClassifierHead(enc.hidden_size, task.num_classes)  # timing only: same size as trained
@@ -185,9 +188,12 @@ def _compare_step(enc: Encoder, ds, cfg: StudyConfig, summaries: dict):
             sh = load_shared(s["model_dir"])
             rep = sh.size_report()
             v = f"shared: {name}"
+            decoder = Path(s["model_dir"]) / DECODER  # Whisper's decoder rides along; not counted
+            dec_bytes = decoder.stat().st_size if decoder.is_file() else 0
             rows.append({"variant": v, "kind": "shared", "layers": sh.num_layers,
                          "params": rep["encoder_params"], "stack_params": rep["stack_params"],
-                         "bytes": bytes_on_disk(s["model_dir"]), "accuracy": s["accuracy"],
+                         "bytes": bytes_on_disk(s["model_dir"]) - dec_bytes,
+                         "accuracy": s["accuracy"],
                          "capacity": s["capacity"]})
             fns[v] = enc_fn(sh)
         lat = interleaved_latency(fns, waves, repeats=5)
@@ -252,9 +258,10 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
                                                               cfg.share_align),
                                               _wer_step(model, enc, cfg, summaries["prune"], dirs["mimic"],
                                                         dirs["share"]))
-            summaries["compare"] = runner.run("compare", step_key(*base, sorted(summaries), cfg.latency_clips,
-                                                                  [runner.ran]),
-                                              _compare_step(enc, ds, cfg, summaries))
+        # outside the memo: the teacher's latency must be its forward pass, not a lookup
+        summaries["compare"] = runner.run("compare", step_key(*base, sorted(summaries), cfg.latency_clips,
+                                                              [runner.ran]),
+                                          _compare_step(enc, ds, cfg, summaries))
     finally:
         runner.close()
     results = {"model": enc.name, "family": enc.family, "num_layers": enc.num_layers, "data": ds.name,
