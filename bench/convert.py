@@ -106,15 +106,19 @@ def to_markdown(res: dict) -> str:
     rows = res["rows"]
     t = rows[0]
     inp = res["inputs"]
+    conv_cmd = next((r["command"] for r in rows if r["part"] == "convert" and "command" in r), res["command"])
     lines = ["# Converting whisper-base into the shared form (`bench/convert.py`)", "",
-             f"`{res['command']}`", "", res["notes"], "",
+             f"Conversions: `{conv_cmd}`", "", res["notes"], "",
              f"Teacher: keyword accuracy {fmt(t['accuracy_pct'])}% (test split, {inp['kws_clips']}-clip "
              f"subset of synth-commands), WER {fmt(t['wer_pct'])}% ({inp['wer_clips']} synth-sentences "
              f"eval clips), stack {t['stack_params']:,} parameters. Calibration: "
              f"{inp['calib_commands']} command clips + {inp['calib_sentences']} pool sentences.", "",
              "## Right after conversion (no training)", "",
              "Output error: ‖(W−Ŵ)C^½‖/‖WC^½‖ on the calibration statistics, mean over layers; weight "
-             "error ‖W−Ŵ‖/‖W‖; both per map q k v o fc1 fc2.", "",
+             "error ‖W−Ŵ‖/‖W‖; both per map q k v o fc1 fc2. Convert s: wall time including the "
+             "calibration pass (and for +align the alignment and its own calibration pass), which "
+             "the variants of a grouping share; svd needs calibration only to report output errors.",
+             "",
              "| variant | stack size % | output error q k v o fc1 fc2 | weight error q k v o fc1 fc2 | "
              "KWS accuracy % | WER % | shared weight | convert s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -128,6 +132,7 @@ def to_markdown(res: dict) -> str:
     rec = [r for r in rows if r["part"] == "recover"]
     if rec:
         lines += ["", f"## After recovery ({inp['recover_minutes']} min budget each, states all then last)", "",
+                  f"`{rec[0]['command']}`", "",
                   "Goal (issue #7): stack ≤ 50%, KWS accuracy ≥ 95% of the teacher's, WER within +10% "
                   "relative of the teacher's.", "",
                   "| variant | stack size % | KWS accuracy % (after conversion → recovery) | "
@@ -144,6 +149,13 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def rewrite_markdown(path: Path = OUT / "convert.json") -> None:
+    """convert.md again from convert.json (after a change of the table's layout)."""
+    import json
+
+    write_atomic(path.with_suffix(".md"), to_markdown(json.loads(path.read_text())))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny settings: a smoke run")
@@ -157,6 +169,9 @@ def main(argv=None) -> int:
     p.add_argument("--recover-top", type=int, default=2)
     p.add_argument("--recover-minutes", type=float, default=4.0)
     p.add_argument("--recover-lr", type=float, default=3e-4)
+    p.add_argument("--recover", default="", help="only recover these variants (comma-separated, "
+                   "e.g. 'K=3 r=16 aware+align,K=3 r=16 svd'), converted again; the conversion rows "
+                   "of convert.json are kept")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.quick:
@@ -170,6 +185,14 @@ def main(argv=None) -> int:
     ctx = whisper_setup(args.kws_clips, args.pool_clips, args.wer_clips, tag="convert")
     teacher, task = ctx["teacher"], ctx["task"]
     rows = [ctx["teacher_row"]]
+    only = [v.strip() for v in args.recover.split(",") if v.strip()]
+    if only:  # keep the sweep's conversion rows (with the command that made them)
+        import json
+
+        old = json.loads(out_json.read_text())
+        rows += [r for r in old["rows"][1:] if r["part"] == "convert"]
+        args.groupings = ",".join(sorted({r["grouping"].removeprefix("K=") for r in rows[1:]
+                                          if r["variant"] in only}))
     res = {"command": command, "machine": {**provenance(), "platform": platform.platform()},
            "inputs": vars(args), "goal": GOAL,
            "notes": ("CPU only, 2 torch threads on a 2-core machine shared with 4 other jobs: times "
@@ -198,12 +221,14 @@ def main(argv=None) -> int:
             groupings[f"K={g}"] = fixed_groups(teacher.num_layers, int(g))
     ctx["aligned"], ctx["align_reports"], aligned_stats = {}, {}, {}
     for name, groups in groupings.items():
+        if only and not any(v.startswith(f"{name} ") and v.endswith("align") for v in only):
+            continue
         t0 = time.monotonic()
         a = copy.deepcopy(teacher)
         ctx["align_reports"][name] = align_groups(a, groups)
         ctx["aligned"][name] = a
         aligned_stats[name] = (collect_calibration(a, calib, matrices), time.monotonic() - t0)
-    for name, groups in groupings.items():
+    for name, groups in ({} if only else groupings).items():
         for rank in map(int, args.ranks.split(",")):
             for method in METHODS:
                 st, extra = aligned_stats[name] if method.endswith("align") else (stats, calib_s)
@@ -218,7 +243,9 @@ def main(argv=None) -> int:
     small = [r for r in rows[1:] if r["part"] == "convert" and r["stack_size_pct"] <= GOAL["stack_size_pct"] and r["method"] != "svd"]
     small.sort(key=lambda r: (-r["before"]["accuracy_pct"], r["output_error_all_maps_mean"]))
     chosen = [r["variant"] for r in small[: args.recover_top]]
-    if small:
+    if only:
+        chosen = only
+    elif small:
         best = small[0]
         chosen.append(f"{best['grouping']} r={best['rank']} svd")
     for variant in chosen:
