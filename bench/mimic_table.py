@@ -60,7 +60,7 @@ def markdown(doc: dict) -> str:
             f"| {r['name']}{' ' + '†' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
             f"{r['bytes'] / 1e6:.2f} | {r['ms_per_clip_batch1']:.2f} | {r['ms_per_clip_batched']:.2f} | "
             f"{r['speedup_batch1']:.1f}× | {r['speedup_batched']:.1f}× | {r['accuracy']:.4f} | "
-            f"{r['capacity']:.1%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
+            f"{r['capacity']:.2%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
     lines += ["", "Goal: capacity ≥ 95%, stack ≥ 90% smaller, pipeline ≥ 5× faster at batch 1. "
               "Speed-ups divide by the teacher timed just before each model (the machine is shared and its "
               "load varies). Stack cut: 1 − stack parameters / the teacher's. Pruned: the paper's forward and backward "
