@@ -121,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     from .models.io import pickle_allowed
 
+    ok = False  # set once the command returned: only then do all ranks meet before leaving
     try:
         with pickle_allowed(getattr(ns, "allow_pickle", False)):
-            return int(COMMANDS[ns.cmd][1](ns) or 0)
+            code = int(COMMANDS[ns.cmd][1](ns) or 0)
+        ok = True
+        return code
     except known_errors() as e:
         _close_progress_bars()
         print(f"stackslim {ns.cmd}: error: {e}", file=sys.stderr)
@@ -134,12 +137,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        from .runtime import is_distributed
+        from .runtime import shutdown
 
-        if is_distributed():  # under torchrun: leave the process group cleanly
-            import torch.distributed
-
-            torch.distributed.destroy_process_group()
+        shutdown(wait=ok)  # under torchrun: leave the process group cleanly
 
 
 if __name__ == "__main__":

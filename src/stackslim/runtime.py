@@ -151,3 +151,15 @@ def barrier() -> None:
     """Wait for every rank (no-op in one process)."""
     if is_distributed():
         torch.distributed.barrier()
+
+
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group (no-op in one process). With `wait`, every rank first meets at a
+    barrier: a rank that destroys the group while a peer still has collectives in flight can
+    make gloo abort the peer ("terminate called without an active exception"). Pass
+    wait=False on an error path, where a peer may never arrive."""
+    if not is_distributed():
+        return
+    if wait:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()

@@ -43,4 +43,4 @@ if __name__ == "__main__":
     if rank == 0:
         torch.save({"states": cache.states[0], "lengths": cache.lengths, "indices": cache.indices},
                    sys.argv[1])
-    torch.distributed.destroy_process_group()
+    runtime.shutdown()

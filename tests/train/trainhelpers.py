@@ -60,4 +60,4 @@ if __name__ == "__main__":
     model, log = fit(batch_size=int(sys.argv[2]) if len(sys.argv) > 2 else None)
     if rank == 0:
         torch.save({"state": model.state_dict(), "log": log.to_json(), "world": world}, sys.argv[1])
-    torch.distributed.destroy_process_group()
+    runtime.shutdown()
