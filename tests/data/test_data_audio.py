@@ -149,3 +149,17 @@ def test_trim_silence_keeps_the_sound(tone):
     assert 8000 <= len(y) <= 8000 + 2 * 400
     assert np.abs(y).max() == np.abs(x).max()
     assert trim_silence(np.zeros(5000)).shape == (5000,)  # nothing to measure against: unchanged
+
+
+def test_absurd_sample_rate_is_refused_not_resampled(tmp_path):
+    """A header claiming 2**31 - 1 Hz made resampling design a 320 GiB filter (found by the fuzz test)."""
+    import struct
+
+    body = np.zeros(64, dtype=np.int16).tobytes()
+    rate, block = 2**31 - 1, 2
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, (rate * block) % 2**32, block, 16)
+    path = tmp_path / "fast.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
+                     + fmt + b"data" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioError, match="sample rate"):
+        read_audio(path)

@@ -49,6 +49,9 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndar
     return out.astype(np.float32)
 
 
+MIN_RATE, MAX_RATE = 1_000, 384_000  # sample rates read_audio converts; others are refused
+
+
 @lru_cache(maxsize=32)
 def _lowpass(up: int, down: int) -> np.ndarray:
     """scipy's default resample_poly filter: Kaiser(5.0) low-pass at 1/max(up, down)."""
@@ -93,6 +96,8 @@ def read_audio(path: str | os.PathLike) -> np.ndarray:
     if data.shape[1] > 1:
         warnings.warn(f"{path}: {data.shape[1]} channels averaged to mono", stacklevel=2)
     wave = data.mean(axis=1, dtype=np.float32)  # (T,)
+    if not MIN_RATE <= sr <= MAX_RATE:  # a broken header: resampling would design a huge filter
+        raise AudioError(f"{path}: sample rate {sr} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
     if sr != SAMPLE_RATE:
         warnings.warn(f"{path}: resampled from {sr} Hz to {SAMPLE_RATE} Hz", stacklevel=2)
         wave = resample(wave, sr, SAMPLE_RATE)
