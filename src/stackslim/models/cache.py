@@ -23,6 +23,14 @@ from .base import Encoder
 Batches = Iterable[tuple[list[np.ndarray], list[int]]]
 
 
+def pad_frames(seqs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(T_i, D) tensors → zero-padded (B, max T_i, D)."""
+    out = seqs[0].new_zeros(len(seqs), max(s.shape[0] for s in seqs), seqs[0].shape[1])
+    for b, s in enumerate(seqs):
+        out[b, : s.shape[0]] = s
+    return out
+
+
 @dataclass
 class StateCache:
     """Per-clip hidden states of some clips.
@@ -43,11 +51,7 @@ class StateCache:
     def batch(self, which: int, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded (B, T, D) batch of state `which` for cache rows `rows`, and lengths (B,)."""
         seqs = [self.states[which][r] for r in rows]
-        lengths = torch.tensor([s.shape[0] for s in seqs])
-        out = seqs[0].new_zeros(len(seqs), int(lengths.max()), seqs[0].shape[1])
-        for b, s in enumerate(seqs):
-            out[b, : s.shape[0]] = s
-        return out, lengths
+        return pad_frames(seqs), torch.tensor([s.shape[0] for s in seqs])
 
     def pooled(self, which: int) -> torch.Tensor:
         """(N, D) mean over valid frames of state `which`, every clip."""

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .base import Encoder, HiddenStates, as_waves
+from .cache import pad_frames
 
 _MEMOS: "weakref.WeakKeyDictionary[Encoder, StateMemo]" = weakref.WeakKeyDictionary()
 
@@ -117,7 +118,7 @@ class StateMemo:
         """`features_and_states` for a batch, from the memo when every clip is known."""
         keys, found = self._lookup(waves, final_norm, features=True)
         if found is not None:
-            return _pad([e.features for e in found]), _stack_entries(found)  # type: ignore[misc]
+            return pad_frames([e.features for e in found]), _stack_entries(found)  # type: ignore[misc]
         enc = self.enc()
         assert enc is not None
         h, hs = _compute_features_and_states(enc, waves, final_norm)
@@ -125,18 +126,10 @@ class StateMemo:
         return h, hs
 
 
-def _pad(seqs: list[torch.Tensor]) -> torch.Tensor:
-    """(T_i, D) tensors → zero-padded (B, max T_i, D)."""
-    out = seqs[0].new_zeros(len(seqs), max(s.shape[0] for s in seqs), seqs[0].shape[1])
-    for b, s in enumerate(seqs):
-        out[b, : s.shape[0]] = s
-    return out
-
-
 def _stack_entries(entries: list[_Entry]) -> HiddenStates:
     """Zero-padded (B, T, D) states from per-clip entries."""
     lengths = torch.tensor([e.states[0].shape[0] for e in entries])
-    states = [_pad([e.states[j] for e in entries]) for j in range(len(entries[0].states))]
+    states = [pad_frames([e.states[j] for e in entries]) for j in range(len(entries[0].states))]
     return HiddenStates(states=states, lengths=lengths, final_norm=entries[0].final_norm)
 
 

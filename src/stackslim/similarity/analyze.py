@@ -79,9 +79,12 @@ class AnalyzeConfig:
     device: str = field(default="auto", metadata={"help": runtime.DEVICE_HELP})
 
 
-def select_clips(ds, cfg: AnalyzeConfig) -> list[int]:
-    """Indices of the clips to analyse (a split, then a seeded subset)."""
-    if cfg.split == "all":
+def select_clips(ds, cfg: AnalyzeConfig, clips: Sequence[int] | None = None) -> list[int]:
+    """Indices of the clips to analyse: `clips` (or `cfg.split`), then a seeded subset of
+    `cfg.max_clips`."""
+    if clips is not None:
+        idx = sorted(int(i) for i in clips)
+    elif cfg.split == "all":
         idx = list(range(len(ds)))
     else:
         from ..heads.task import prepare_task
@@ -99,8 +102,8 @@ def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLi
     """Run the analysis and write its files; returns the content of similarity.json.
 
     `model` and `data` may be given loaded (the study passes its teacher, whose states are then
-    kept for later steps by its memo); `clips` replaces the choice of `cfg.split` and
-    `cfg.max_clips` by explicit data set indices.
+    kept for later steps by its memo); `clips` (data set indices) replaces the choice of
+    `cfg.split`; `cfg.max_clips` still takes a seeded subset of them.
     """
     from ..data import load_dataset
     from ..models import Encoder, load_encoder
@@ -118,7 +121,7 @@ def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLi
     model = enc.name if isinstance(model, Encoder) else model
     ds = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     data = str(data) if isinstance(data, (str, os.PathLike)) else ds.name
-    idx = select_clips(ds, cfg) if clips is None else sorted(int(i) for i in clips)
+    idx = select_clips(ds, cfg, clips)
     mine = runtime.shard(idx)
     engine = SimilarityEngine(enc.num_layers + 1, metrics=cfg.metrics, view=cfg.view,
                               estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size,

@@ -44,11 +44,8 @@ def _analyze_step(enc: Encoder, ds, cfg: StudyConfig):
     def run(folder: Path) -> dict:
         from ..similarity.analyze import AnalyzeConfig, analyze
 
-        clips = study_clips(ds, cfg)
-        if cfg.analyze_clips < len(clips):
-            rng = np.random.default_rng(cfg.seed)
-            clips = sorted(rng.choice(clips, size=cfg.analyze_clips, replace=False).tolist())
-        s = analyze(enc, ds, folder, AnalyzeConfig(seed=cfg.seed), clips=clips)
+        s = analyze(enc, ds, folder, AnalyzeConfig(max_clips=cfg.analyze_clips, seed=cfg.seed),
+                    clips=study_clips(ds, cfg))
         return {"blocks": s["blocks"], "robustness": (s["robustness"] or {}).get("verdict"),
                 "clips": s["clips"], "block_influence": s["block_influence"]}
     return run
@@ -99,7 +96,7 @@ def _share_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
     return run
 
 
-def _pruned_variants(enc: Encoder, prune_summary: dict) -> dict[str, tuple[str, list[int]]]:
+def _pruned_variants(prune_summary: dict) -> dict[str, tuple[str, list[int]]]:
     """Pruned models worth measuring: label → (a strategy that chose it, the 0-based layers it
     deletes at its validation-chosen k, no post-training). Strategies that delete the same
     layers build the same model: one entry, labelled with all of them ("backward+greedy")."""
@@ -125,7 +122,7 @@ def _wer_step(model: str, enc: Encoder, cfg: StudyConfig, prune_summary: dict, m
             return {"skipped": f"no Whisper decoder for {model}: {tok}"}
         waves, refs = sentence_clips("synth-sentences", cfg.wer_clips)
         rows = {"teacher": whisper_wer(enc, whisper, tok, waves, refs)}
-        for name, (_, deleted) in _pruned_variants(enc, prune_summary).items():
+        for name, (_, deleted) in _pruned_variants(prune_summary).items():
             rows[f"pruned:{name}"] = whisper_wer(enc.without_layers(deleted), whisper, tok, waves, refs)
         for name, d in mimic_dirs.items():
             rows[f"mimic:{name}"] = whisper_wer(MimicModel.load(d), whisper, tok, waves, refs)
@@ -167,7 +164,7 @@ def _compare_step(enc: Encoder, ds, cfg: StudyConfig, summaries: dict):
                      "params": enc.num_params(), "stack_params": enc.num_params(stack_only=True),
                      "bytes": _encoder_bytes(enc), "accuracy": t_acc, "capacity": 1.0})
         fns["teacher"] = enc_fn(enc)
-        for name, (strategy, deleted) in _pruned_variants(enc, prune_s).items():
+        for name, (strategy, deleted) in _pruned_variants(prune_s).items():
             small = enc.without_layers(deleted)
             curve = prune_s["strategies"][strategy]["no_refit"]
             k = len(deleted)
