@@ -1,6 +1,7 @@
 """One training loop for every trained thing in stackslim (heads, mimic layers, shared
 layers): mini-batches over row indices, AdamW, optional time budget, early stopping on a
-validation score, best weights restored at the end.
+validation score, best weights restored at the end; a constant learning rate, or linear warm-up
+then cosine decay (`schedule="cosine"`).
 
 The caller supplies `step_loss(rows) -> loss` (a scalar tensor on a batch of row indices) and
 optionally `validate() -> score` (higher is better). Everything else — shuffling with a seed,
@@ -44,6 +45,39 @@ class TrainConfig:
     patience: int = field(default=5, metadata={"help": "epochs without validation gain before stopping"})
     max_minutes: float = field(default=0.0, metadata={"help": "time budget in minutes (0: none)"})
     seed: int = field(default=0, metadata={"help": "shuffling and init seed"})
+    schedule: str = field(default="constant", metadata={
+        "help": "learning rate over the steps: 'constant', or 'cosine' (linear warm-up, then cosine "
+                "decay to 0 at the last step of `epochs`)"})
+    warmup: float = field(default=0.05, metadata={"help": "cosine: warm-up as a fraction of all steps"})
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"warmup must lie in [0, 1), got {self.warmup}")
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """The multiplier of `cfg.lr` at optimiser step `step` (0-based) of `total`.
+
+    constant: 1. cosine, with w = max(1, round(warmup · total)) warm-up steps:
+
+        f(s) = (s + 1) / w                                   for s < w
+        f(s) = ½ (1 + cos(π (s − w) / max(1, total − w)))    after
+
+    so the rate rises to `lr` over the warm-up and falls to 0 at the last step. Warm-up keeps
+    the first updates of a deep stack trained from random weights small (the shared weights
+    of a residual layer get the gradients of K layers at once).
+    """
+    if cfg.schedule == "constant":
+        return 1.0
+    w = max(1, round(cfg.warmup * total))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - w, total - w) / max(1, total - w)))
 
 
 @dataclass
@@ -73,6 +107,8 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
     params = [p for p in (params if params is not None else module.parameters()) if p.requires_grad]
     params = list({id(p): p for p in params}.values())  # a shared tensor once (optimiser, DDP)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * math.ceil(n_rows / cfg.batch_size)  # every rank takes every step
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg))
     step = _DistributedStep(params, step_loss) if runtime.is_distributed() else None
     gen = torch.Generator().manual_seed(cfg.seed)
     log = TrainLog()
@@ -103,6 +139,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             total += local.item() * mine
             count += mine
             if step is None:
