@@ -75,3 +75,14 @@ def test_out_is_a_file(tones_dir, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["prune", "random:hubert", str(tones_dir), "--out", str(tmp_path / "file")] + ARGS) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_no_save_model_removes_an_earlier_model(tones_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "config.json").write_text("{}")  # what an earlier run saved there
+    assert main(["prune", "random:hubert", str(tones_dir), "--out", str(out), "--no-save-model",
+                 "--strategies", "forward", "--no-refit"] + ARGS) == 0
+    assert not (out / "model").exists()
+    assert json.loads((out / "pruning.json").read_text())["removed_from_earlier_run"] == ["model/"]
+    assert f"removed {out}/model/" in capsys.readouterr().out

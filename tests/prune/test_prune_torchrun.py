@@ -1,5 +1,6 @@
 """`stackslim prune` under `torchrun --nproc_per_node=2` (gloo, CPU): same orders and curves
-as one process (the heads train with DDP on the same batches), rank 0 alone writes."""
+as one process (the heads train with DDP on the same batches), the layer runs of the scoring
+divided between the ranks, rank 0 alone writes."""
 from __future__ import annotations
 
 import json
@@ -23,3 +24,8 @@ def test_prune_two_processes(tones_dir, tmp_path, torchrun):
         for v, c in s["curves"].items():
             for x, y in zip(c["test_accuracy"], b["strategies"][name]["curves"][v]["test_accuracy"]):
                 assert abs(x - y) <= 0.05, (name, v)  # float rounding may flip a clip
+    # the same clip × layer runs as one process, each rank doing about half of them
+    runs_one, runs_two = a["layer_runs"], b["layer_runs"]
+    assert len(runs_one["per_rank"]) == 1 and len(runs_two["per_rank"]) == 2
+    assert runs_two["total"] == runs_one["total"]
+    assert max(runs_two["per_rank"]) <= 0.6 * runs_one["total"], runs_two

@@ -1,13 +1,17 @@
-"""The runner computes what `Encoder.without_layers` computes, re-uses prefixes, and the
-head on pooled vectors equals the head on frames."""
+"""The runner computes what `Encoder.without_layers` computes, re-uses prefixes, divides its
+layer runs between ranks, and the head on pooled vectors equals the head on frames."""
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
 
+from stackslim import runtime
 from stackslim.heads import ClassifierHead
 from stackslim.models import RANDOM_FAMILIES, load_encoder
 from stackslim.prune import Split, StackRunner, front_end_states, head_logits, kept_layers
+from stackslim.prune.strategies import ScoringContext
 
 
 def _runner(enc, ds, idx, batch_size=4):
@@ -67,3 +71,53 @@ def test_kl_to_the_full_model(tones):
     full = [0, 1, 2, 3]
     assert runner.kl(head, "s", full, full) == pytest.approx(0.0, abs=1e-7)
     assert runner.kl(head, "s", full, [0, 2]) > 0
+
+
+def _as_ranks(monkeypatch, world: int, work):
+    """`work()` as each of `world` ranks in this one process, as torch.distributed would run it:
+    a first pass records what each rank sends to each all-gather (and gives it back its own
+    part), a second answers each all-gather with every rank's part. Returns the second pass's
+    results, one per rank."""
+    sent: list[list] = [[] for _ in range(world)]
+    monkeypatch.setattr(runtime, "world_size", lambda: world)
+    for replay in (False, True):
+        results = []
+        for r in range(world):
+            calls = itertools.count()
+
+            def gather(obj, r=r, calls=calls):
+                k = next(calls)
+                if not replay:
+                    sent[r].append(obj)
+                    return [obj]
+                return [sent[q][k] for q in range(world)]
+
+            monkeypatch.setattr(runtime, "rank", lambda r=r: r)
+            monkeypatch.setattr(runtime, "all_gather_objects", gather)
+            results.append(work())
+    return results
+
+
+def test_two_ranks_divide_the_layer_runs_and_gather_the_one_process_scores(tones, monkeypatch):
+    enc = load_encoder("random:hubert")
+    idx = list(range(0, 54, 5))  # 11 clips: 6 on rank 0, 5 on rank 1
+    store = front_end_states(enc, tones, idx, progress=False)
+    split = Split.build(store, idx, torch.arange(len(idx)), batch_size=4)
+    kept = [0, 2, 3]
+
+    def work():
+        runner = StackRunner(enc, {"validation": split})
+        ctx = ScoringContext(runner, head=None, num_layers=enc.num_layers, knn_k=3)
+        return (runner.local["validation"].rows, runner.pooled("validation", kept),
+                runner.pooled_states("validation", kept), ctx.block_influence(kept, "cosine"),
+                ctx.block_influence(kept, "mknn"), runner.layer_runs)
+
+    rows, pooled, states, cos_bi, knn_bi, runs = work()  # one process
+    assert runs == len(idx) * len(kept)  # layer 0 while building the contexts, then 2 and 3
+    for r, (rows_r, pooled_r, states_r, cos_r, knn_r, runs_r) in enumerate(_as_ranks(monkeypatch, 2, work)):
+        assert rows_r == split.rows[r::2]  # strided over the length-sorted clips
+        assert runs_r == len(rows_r) * len(kept)  # only its own clips
+        # every rank holds every clip's numbers, in the split's order (batching differs: rounding)
+        torch.testing.assert_close(pooled_r, pooled, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(states_r, states, atol=1e-5, rtol=1e-4)
+        assert cos_r == pytest.approx(cos_bi, abs=1e-6) and knn_r == pytest.approx(knn_bi, abs=1e-9)

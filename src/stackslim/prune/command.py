@@ -41,5 +41,8 @@ def run(ns: argparse.Namespace) -> int:
     print(f"saved model: {b['strategy']} ({b['variant']}), layers {b['deleted_layers']} deleted, "
           f"test accuracy {b['test_accuracy']:.4f} (capacity {b['test_capacity']:.3f})"
           + ("" if cfg.save_model else " [not written: --no-save-model]"))
+    if result.removed:
+        print(f"removed {', '.join(f'{ns.out}/{r}' for r in result.removed)}: left by an earlier run "
+              "(--no-save-model writes no model)")
     print(f"results: {ns.out}/pruning.json, {ns.out}/pruning.png" + (f", {ns.out}/model/" if cfg.save_model else ""))
     return 0

@@ -62,7 +62,7 @@ class PruneConfig:
         "help": "deleted sets kept at each step by the beam and beam-refit strategies (with L-1 "
                 "deletable layers, width C(L-1, ⌊(L-1)/2⌋) scores every set: 10 for 6 layers)"})
     knn_k: int = field(default=8, metadata={"help": "neighbours of the mutual-kNN Block Influence"})
-    cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB)"})
+    cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB, per process)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:

@@ -8,11 +8,16 @@ the frozen encoder, or fine-tuned); each strategy's order on validation; its cur
 validation and test, without post-training and with the head re-fitted; the saved model =
 the most layers deleted at validation capacity >= threshold over all strategies (ties: no
 re-fit first, then higher validation accuracy), so that test stays untouched by every choice.
+
+Under torchrun the front end, the layer runs of every score and curve point (each rank runs
+its shard of the clips, `stack.Split.shard`) and the heads' training (DDP) are divided between
+the ranks; `pruning.json` records the clip × layer runs of each rank (`layer_runs`).
 """
 from __future__ import annotations
 
 import copy
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +73,8 @@ class PruneResult:
     strategies: list[StrategyResult]
     best: dict
     seconds: float
+    layer_runs: list[int] = field(default_factory=list)  # clips × layers run, per rank
+    removed: list[str] = field(default_factory=list)  # what an earlier run left in DIR, removed
     provenance: dict = field(default_factory=provenance)
 
     def deletable(self, variant: str = "no_refit") -> dict[str, int]:
@@ -84,6 +91,9 @@ class PruneResult:
             "strategies": {s.name: s.to_json(thr) for s in self.strategies},
             "summary": {v: self.deletable(v) for v in VARIANTS if self.strategies and v in self.strategies[0].curves},
             "best": self.best, "seconds": round(self.seconds, 1),
+            "layer_runs": {"per_rank": self.layer_runs, "total": sum(self.layer_runs),
+                           "counts": "clips × layers run from hidden state 0 (front end apart)"},
+            "removed_from_earlier_run": self.removed,
             "config": asdict(self.config), "provenance": self.provenance,
         }
 
@@ -154,7 +164,8 @@ def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
             "chosen_on": "validation"}
     result = PruneResult(config=cfg, model=enc.name, family=enc.family, num_layers=enc.num_layers,
                          task=task.describe(), classes=list(task.names), teacher=teacher,
-                         strategies=results, best=best, seconds=time.monotonic() - t0)
+                         strategies=results, best=best, seconds=time.monotonic() - t0,
+                         layer_runs=runtime.all_gather_objects(runner.layer_runs))
     return result, enc, evaluator
 
 
@@ -168,16 +179,20 @@ def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDat
     """The `stackslim prune` command as a function: writes DIR/pruning.json, DIR/pruning.png,
     DIR/config.json and (unless `cfg.save_model` is False) DIR/model/ (see `save_pruned`).
 
-    Under torchrun the ranks share the front-end encoding and train the heads with DDP; every
-    rank scores (the same numbers), and rank 0 alone writes."""
+    Under torchrun the ranks share the front-end encoding, train the heads with DDP and divide
+    the layer runs of the scoring (every rank then holds the same numbers); rank 0 alone writes.
+    With `cfg.save_model` False, a DIR/model/ left by an earlier run is removed (and listed in
+    `removed_from_earlier_run`): the folder never mixes two runs."""
     runtime.init_from_env()
     main = runtime.is_main()
     out = prepare_out_dir(out) if main else Path(out)
+    removed: list[str] = []
     enc = model if isinstance(model, Encoder) else load_encoder(model)
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
     if main:
         # pruning.json marks a finished run (written last): a stale one must not vouch for model/
         (out / "pruning.json").unlink(missing_ok=True)
+        removed = _remove_stale_model(out) if not cfg.save_model else []
         write_json(out / "config.json", {"command": "prune", "model": str(getattr(enc, "name", model)),
                                          "data": task.dataset.name, **asdict(cfg)})
     own = None
@@ -188,6 +203,7 @@ def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDat
     result, teacher_enc, evaluator = run_pruning(enc, task, cfg, head=own)
     if not main:
         return result
+    result.removed = removed
     write_plot(result, out / "pruning.png", chance=task.chance)
     if cfg.save_model:
         b = result.best
@@ -199,6 +215,19 @@ def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDat
                           "test_accuracy": b["test_accuracy"], "source_model": result.model})
     write_json(out / "pruning.json", result.to_json())
     return result
+
+
+def _remove_stale_model(out: Path) -> list[str]:
+    """Remove DIR/model/ (a run that saves no model must not leave an earlier one beside its
+    results); returns what was removed, relative to `out`."""
+    stale = out / "model"
+    if not (stale.exists() or stale.is_symlink()):
+        return []
+    if stale.is_dir() and not stale.is_symlink():
+        shutil.rmtree(stale)
+    else:  # a file or a link: only the entry goes, never what a link points to
+        stale.unlink()
+    return ["model/"]
 
 
 def write_plot(result: PruneResult, path: str | os.PathLike, chance: float) -> Path:

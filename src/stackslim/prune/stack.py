@@ -15,13 +15,21 @@ check that both compute the same thing.
 The paper's head is linear up to the pooling (projector, mean over frames, classifier), so its
 logits are a function of the pooled vector alone: head(h, n) = W_c (W_p p + b_p) + b_c.
 Heads are therefore evaluated and re-fitted on pooled vectors (`head_logits`).
+
+Under torchrun the layer runs are divided: of a split's clips in its (length-sorted) order,
+rank r runs clips r, r + W, ... (`Split.shard`), and only per-clip results travel: the pooled
+(N, D) vectors, pooled states, or a frame mean with its frame count. They are gathered back
+into the split's order (`merge_shards`), so every rank holds the same numbers and takes the
+same decisions (strategies branch on them; a rank that chose differently would wait forever in
+the next collective). Each rank keeps only its own prefixes, within its own `cache_mb`.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -30,6 +38,7 @@ from ..data import AudioDataset
 from ..heads import ClassifierHead
 from ..models.base import Encoder, HiddenStates, as_waves
 from ..models.cache import ShardedBatches, StateCache
+from ..similarity import samples
 
 
 def front_end_states(enc: Encoder, dataset: AudioDataset, indices: Sequence[int],
@@ -70,12 +79,14 @@ class Split:
         lengths: per batch (B,) valid frames.
         y: (N,) class ids, in batch order.
         rows: data set index of each clip, in batch order.
+        batch_size: clips per batch (the last batch may hold fewer).
     """
 
     x0: list[torch.Tensor]
     lengths: list[torch.Tensor]
     y: torch.Tensor
     rows: list[int]
+    batch_size: int = 32
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -93,12 +104,35 @@ class Split:
             x, n = cache.batch(0, range(s, min(s + batch_size, len(rows))))
             xs.append(x)
             ns.append(n)
-        return cls(x0=xs, lengths=ns, y=y[torch.tensor(order, dtype=torch.long)], rows=rows)
+        return cls(x0=xs, lengths=ns, y=y[torch.tensor(order, dtype=torch.long)], rows=rows,
+                   batch_size=batch_size)
+
+    def shard(self) -> "Split":
+        """This rank's clips: positions r, r + W, ... of the split's order, batched again (the
+        split itself in one process). Strided, so every rank gets the same mix of lengths;
+        local clip i of rank r is clip i·W + r of the split (`merge_shards` undoes it)."""
+        if runtime.world_size() == 1:
+            return self
+        mine = runtime.shard(range(len(self)))
+        seqs = dict(zip(self.rows, self.as_cache().states[0]))
+        return Split.build(seqs, [self.rows[j] for j in mine], self.y[torch.tensor(mine, dtype=torch.long)],
+                           self.batch_size)
 
     def as_cache(self) -> StateCache:
         """The split as a StateCache of state 0 (one unpadded tensor per clip, batch order)."""
         seqs = [x[b, :n] for x, ns in zip(self.x0, self.lengths) for b, n in enumerate(ns.tolist())]
         return StateCache(states={0: seqs}, lengths=torch.cat(self.lengths), indices=list(self.rows))
+
+
+def merge_shards(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-rank rows (n_r, ...) of `Split.shard`'s clips → (N, ...) rows in the split's order:
+    row i·W + r is row i of part r."""
+    if len(parts) == 1:
+        return parts[0]
+    out = parts[0].new_empty(sum(len(p) for p in parts), *parts[0].shape[1:])
+    for r, p in enumerate(parts):
+        out[r::len(parts)] = p
+    return out
 
 
 @torch.no_grad()
@@ -112,18 +146,22 @@ class StackRunner:
     """Runs kept-layer subsets of `enc` on fixed splits; prefix outputs cached up to `cache_mb`.
 
     Layer indices are 0-based positions in `enc.layers`. `enc` must not change while a runner
-    uses it (build a new runner after fine-tuning).
+    uses it (build a new runner after fine-tuning). Under torchrun each rank runs the layers on
+    its shard of every split (`Split.shard`); `outputs` and `states` are this rank's clips,
+    `pooled` and `pooled_states` every clip (gathered, so every rank must make those calls in
+    the same order).
     """
 
     def __init__(self, enc: Encoder, splits: dict[str, Split], cache_mb: int = 2048):
         self.enc = enc
-        self.splits = splits
+        self.splits = splits  # every clip: labels, sizes, the order of gathered rows
+        self.local = {name: sp.shard() for name, sp in splits.items()}  # the clips this rank runs
         self.budget = int(cache_mb) * 2**20
         self._prefix: OrderedDict[tuple[str, tuple[int, ...]], list[torch.Tensor]] = OrderedDict()
         self._bytes = 0
         self._ctx: dict[str, list[dict]] = {}
         self._pooled: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
-        self.layer_runs = 0  # clips × layers actually computed (for cost accounting)
+        self.layer_runs = 0  # clips × layers this rank actually computed (for cost accounting)
 
     def _check(self, kept: Sequence[int]) -> tuple[int, ...]:
         kept = tuple(int(k) for k in kept)
@@ -147,7 +185,7 @@ class StackRunner:
         position bias is made by layer 0 and lives in the context, so every later layer finds
         it there even when layer 0 is deleted; its output is stored as prefix (0,)."""
         if split not in self._ctx:
-            sp = self.splits[split]
+            sp = self.local[split]
             ctxs, out0 = [], []
             for x, n in zip(sp.x0, sp.lengths):
                 ctx = self.enc.stack_context(x, n)
@@ -160,29 +198,36 @@ class StackRunner:
 
     @torch.no_grad()
     def outputs(self, split: str, kept: Sequence[int]) -> list[torch.Tensor]:
-        """Per batch (B, T, D): the raw output of the last kept layer (h_0 when none is kept)."""
+        """Per batch of this rank's clips (B, T, D): the raw output of the last kept layer (h_0
+        when none is kept)."""
         kept = self._check(kept)
         self.enc.model.eval()
         ctxs = self._contexts(split)
         j = len(kept)
         while j > 0 and (split, kept[:j]) not in self._prefix:
             j -= 1
-        hs = self._prefix[(split, kept[:j])] if j else self.splits[split].x0
+        hs = self._prefix[(split, kept[:j])] if j else self.local[split].x0
         if j:
             self._prefix.move_to_end((split, kept[:j]))
         for jj in range(j, len(kept)):
             hs = [self.enc.run_layer(kept[jj], h, ctx) for h, ctx in zip(hs, ctxs)]
-            self.layer_runs += len(self.splits[split])
+            self.layer_runs += len(self.local[split])
             self._store((split, kept[: jj + 1]), hs)
         return hs
 
     def states(self, split: str, kept: Sequence[int]) -> list[HiddenStates]:
-        """Per batch, the raw hidden states 0..m of the pruned stack (no final norm)."""
+        """Per batch of this rank's clips, the raw hidden states 0..m of the pruned stack (no
+        final norm)."""
         kept = self._check(kept)
         per_j = [self.outputs(split, kept[:j]) for j in range(len(kept) + 1)]
-        sp = self.splits[split]
+        sp = self.local[split]
         return [HiddenStates(states=[s[b] for s in per_j], lengths=sp.lengths[b], final_norm=False)
                 for b in range(len(sp.x0))]
+
+    def _gather(self, local: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+        """Per-batch rows of this rank's clips → (N, *shape) rows of every clip, split order."""
+        mine = torch.cat(local) if local else torch.zeros(0, *shape)  # a rank may have no clips
+        return merge_shards(runtime.all_gather_objects(mine.cpu()))
 
     @torch.no_grad()
     def pooled(self, split: str, kept: Sequence[int]) -> torch.Tensor:
@@ -192,12 +237,34 @@ class StackRunner:
         if key not in self._pooled:
             norm = self.enc.final_norm_module
             out = []
-            for h, n in zip(self.outputs(split, kept), self.splits[split].lengths):
+            for h, n in zip(self.outputs(split, kept), self.local[split].lengths):
                 h = norm(h) if norm is not None else h
                 m = (torch.arange(h.shape[1])[None] < n[:, None]).to(h.dtype).unsqueeze(-1)  # (B, T, 1)
                 out.append((h * m).sum(1) / n.clamp(min=1).to(h.dtype)[:, None])
-            self._pooled[key] = torch.cat(out)
+            self._pooled[key] = self._gather(out, (self.enc.hidden_size,))
         return self._pooled[key]
+
+    @torch.no_grad()
+    def pooled_states(self, split: str, kept: Sequence[int]) -> torch.Tensor:
+        """(N, m+1, D) mean over valid frames of each raw state 0..m of the pruned stack."""
+        kept = self._check(kept)
+        local = [samples(hs, "pooled") for hs in self.states(split, kept)]  # (B, m+1, D) each
+        return self._gather(local, (len(kept) + 1, self.enc.hidden_size))
+
+    def frames_mean(self, split: str, kept: Sequence[int],
+                    fn: Callable[[list[HiddenStates]], np.ndarray]) -> np.ndarray:
+        """`fn` of `states(split, kept)` where `fn` is a mean over valid frames (e.g. cosine
+        Block Influence on the frame view), over every clip: with n_r valid frames on rank r,
+
+            mean = Σ_r n_r · fn(rank r's states) / Σ_r n_r
+
+        (one process: `fn`'s value as it is)."""
+        if runtime.world_size() == 1:
+            return fn(self.states(split, kept))
+        n = int(sum(int(ns.sum()) for ns in self.local[split].lengths))
+        value = fn(self.states(split, kept)) if n else None
+        parts = [(m, v) for m, v in runtime.all_gather_objects((n, value)) if m]
+        return sum(m * np.asarray(v) for m, v in parts) / sum(m for m, _ in parts)
 
     def accuracy(self, head: ClassifierHead, split: str, kept: Sequence[int]) -> float:
         """Fraction of the split's clips that `head` classifies right on the pruned model."""

@@ -33,7 +33,9 @@ Ours:
               first pick on a LayerDrop teacher).
 
 Hidden states here are raw residual-stream states (no final norm): BI measures how much a
-layer changes its own input.
+layer changes its own input. Under torchrun the runner divides the layer runs between the ranks
+and gathers what the scores need (pooled vectors, frame means), so every rank computes the same
+scores and follows the same order.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from tqdm.auto import tqdm
 
 from ..heads import ClassifierHead
 from ..similarity import block_influence as _block_influence
-from ..similarity import find_blocks, linear_cka, samples
+from ..similarity import find_blocks, linear_cka, mutual_knn
 from .stack import StackRunner
 
 
@@ -81,12 +83,13 @@ class ScoringContext:
 
     def block_influence(self, kept: list[int], metric: str = "cosine") -> dict[int, float]:
         """BI of every kept layer inside the stack of kept layers: 0-based layer → BI."""
-        hs = self.runner.states(self.split, kept)
-        if metric == "cosine":
-            bi = _block_influence(hs, metric="cosine", view="frames")
-        else:
+        if metric == "cosine":  # a mean over frames: each rank's frames, weighted by their count
+            bi = self.runner.frames_mean(self.split, kept,
+                                         lambda hs: _block_influence(hs, metric="cosine", view="frames"))
+        else:  # kNN needs every clip: on the pooled states of all of them
             k = max(1, min(self.knn_k, len(self.runner.splits[self.split]) - 1))
-            bi = _block_influence(hs, metric="mknn", view="pooled", k=k)
+            z = self.runner.pooled_states(self.split, kept).to(torch.float64)  # (N, m+1, D)
+            bi = [1.0 - mutual_knn(z[:, i - 1], z[:, i], k=k) for i in range(1, z.shape[1])]
         return {layer: float(b) for layer, b in zip(kept, bi)}
 
 
@@ -223,7 +226,7 @@ def beam_refit(ctx: ScoringContext) -> Order:
 
 def cka_matrix(ctx: ScoringContext) -> torch.Tensor:
     """(L+1, L+1) linear CKA between the clip-pooled validation states 0..L of the full stack."""
-    z = torch.cat([samples(h, "pooled") for h in ctx.runner.states(ctx.split, ctx.all_layers)])  # (N, L+1, D)
+    z = ctx.runner.pooled_states(ctx.split, ctx.all_layers)  # (N, L+1, D)
     S = torch.eye(z.shape[1], dtype=torch.float64)
     for a in range(z.shape[1]):
         for b in range(a + 1, z.shape[1]):

@@ -68,7 +68,9 @@ def train_teacher(enc: Encoder, splits: dict[str, Split], num_classes: int, cfg:
         ft_log = finetune(enc, head, splits["train"].as_cache(), splits["train"].y,
                           splits["validation"].as_cache(), splits["validation"].y, ft_cfg,
                           layerdrop=cfg.finetune_layerdrop, progress=cfg.progress)
+        before = runner.layer_runs
         runner = StackRunner(enc, splits, cfg.cache_mb)  # the stack changed: nothing re-usable
+        runner.layer_runs = before  # the account covers the whole run
     for p in head.parameters():
         p.requires_grad_(False)
     head.eval()
