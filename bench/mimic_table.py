@@ -57,7 +57,8 @@ def markdown(doc: dict) -> str:
         missed = [k for k, v in r["goal"].items() if not v]
         goal = "met" if not missed else "missed: " + ", ".join(missed)
         lines.append(
-            f"| {r['name']}{' ' + '†' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
+            f"| {r['name']}{' ' + '†' * (1 + earlier.index(r['measured_by'])) if r.get('measured_by') else ''}"
+            f"{' ‡' if r.get('retimed') else ''} | {r['params']:,} | {r['params_stack']:,} | {r['stack_reduction']:.1%} | "
             f"{r['bytes'] / 1e6:.2f} | {r['ms_per_clip_batch1']:.2f} | {r['ms_per_clip_batched']:.2f} | "
             f"{r['speedup_batch1']:.1f}× | {r['speedup_batched']:.1f}× | {r['accuracy']:.4f} | "
             f"{r['capacity']:.2%} | {ep} | {goal if r['name'] != 'teacher' else ''} |")
@@ -68,5 +69,10 @@ def markdown(doc: dict) -> str:
               f"Total time {doc['seconds'] / 60:.1f} min."]
     lines += [f"{'†' * (i + 1)} measured by an earlier run: `{c}` (same splits, teacher and cache; its "
               f"latencies paired with the teacher timed in that run)." for i, c in enumerate(earlier)]
+    retimed = sorted({(r["retimed"]["command"], r["retimed"]["when"], r["retimed"]["load_average_1min"],
+                       r["retimed"]["repeats"]) for r in doc["rows"] if r.get("retimed")})
+    lines += [f"‡ latencies re-timed by `{c}` at {w} (load average {ld}): the saved model and the teacher "
+              f"interleaved, {n} rounds on the same clips; the run's own first timing is kept in mimic.json "
+              "(`first_timing`)." for c, w, ld, n in retimed]
     lines.append("")
     return "\n".join(lines)
