@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-channels", type=float, default=0.0)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the mimic layers in training")
     p.add_argument("--no-pruned", action="store_true", help="skip the pruned row (kept from --merge)")
+    p.add_argument("--only-missing", action="store_true",
+                   help="with --merge: train only the variants that have no row yet (e.g. the rest of --grid full)")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of the existing mimic.json that this run does not redo "
                         "(each marked with the command that measured it)")
@@ -318,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             name += f", masked ({args.mask_time:g} / {args.mask_channels:g})"
         if (min1, min2) != (args.stage1_minutes, args.stage2_minutes):
             name += f" (budget {min1:g} + {min2:g} min)"
+        if args.only_missing and name in {r["name"] for r in old_rows}:
+            continue
         cfg = MimicConfig(kind=kind, layers=layers, hidden=z, baseline=baseline,
                           epochs=args.stage1_epochs, task_epochs=args.stage2_epochs,
                           batch_size=32, patience=4, **recipe)
