@@ -1,34 +1,14 @@
-"""Stage-1 windows of long unlabelled clips, feature masking, and stage-2 distillation."""
+"""Feature masking and stage-2 distillation (on the unlabelled windows too)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from stackslim.heads import prepare_task
-from stackslim.mimic import FEATURES, LAST, MimicConfig, MimicError, MimicModel, build_data, fit_teacher_head
+from stackslim.mimic import MimicConfig, MimicError, MimicModel, build_data, fit_teacher_head
 from stackslim.mimic.augment import FeatureMask
-from stackslim.mimic.data import chunk_cache
 from stackslim.mimic.fit import distill_loss, head_logits, stage2
 from stackslim.models import load_encoder
-from stackslim.models.cache import StateCache
-
-
-def _cache(lengths: list[int], d: int = 3) -> StateCache:
-    feats = [torch.arange(T * d, dtype=torch.float32).reshape(T, d) + 1000 * i for i, T in enumerate(lengths)]
-    return StateCache(states={FEATURES: feats, LAST: [f * 2 for f in feats]},
-                      lengths=torch.tensor(lengths), indices=list(range(10, 10 + len(lengths))))
-
-
-def test_chunk_cache_cuts_every_state_at_the_same_frames():
-    c = chunk_cache(_cache([7, 3]), 3)
-    assert c.lengths.tolist() == [3, 3, 1, 3]
-    assert c.indices == [10, 10, 10, 11]
-    full = _cache([7, 3])
-    torch.testing.assert_close(torch.cat(c.states[FEATURES][:3]), full.states[FEATURES][0])
-    for f, t in zip(c.states[FEATURES], c.states[LAST]):
-        torch.testing.assert_close(t, 2 * f)
-    with pytest.raises(MimicError):
-        chunk_cache(full, 0)
 
 
 def test_feature_mask_masks_only_what_it_says():

@@ -55,3 +55,9 @@ def test_bad_input_exits_2_with_one_line(tone_data, tmp_path, capsys):
                  "--layers", "2", "--boundary", "9", *FAST]) == 2
     assert "--boundary" in capsys.readouterr().err
     assert main(["mimic", "random:nope", str(tone_data), "--out", str(tmp_path / "c"), "--quiet"]) == 2
+    capsys.readouterr()
+    assert main(["mimic", "random:wav2vec2", str(tone_data), "--out", str(tmp_path / "d"),
+                 "--unlabelled", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--unlabelled" in err and "nowhere" in err and "\n" not in err
+    assert not (tmp_path / "d").exists()  # failed before writing anything

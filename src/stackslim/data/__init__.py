@@ -35,6 +35,7 @@ from .datasets import (
     task_labels,
     write_manifest,
 )
+from .pool import unlabelled_clips
 from .synth import COMMAND_WORDS, build, synth_main
 from .tts import CLEAR_VOICES, COMMAND_VOICES, STYLES, Voice
 
@@ -58,6 +59,7 @@ __all__ = [
     "load_dataset",
     "split",
     "task_labels",
+    "unlabelled_clips",
     "write_manifest",
     "CLEAR_VOICES",
     "COMMAND_VOICES",

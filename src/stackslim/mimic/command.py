@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import runtime
 from ..config import add_config_args, config_from_args
+from ..data import unlabelled_clips
 from ..heads import accuracy, prepare_task
 from ..models import Encoder, load_encoder
 from ..results import prepare_out_dir, provenance, write_json
@@ -100,6 +101,8 @@ def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicC
     """
     runtime.init_from_env()
     main = runtime.is_main()
+    # a bad --unlabelled fails here, before anything is written
+    pool = unlabelled_clips(cfg.unlabelled, cfg.max_unlabelled, cfg.seed)[0] if cfg.unlabelled else None
     out = prepare_out_dir(out) if main else Path(out)
     name = model.name if isinstance(model, Encoder) else str(model)
     data_name = getattr(data, "name", str(data))
@@ -113,7 +116,7 @@ def mimic(model: str | Encoder, data, out: str | Path, cfg: MimicConfig = MimicC
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
     enc.to(runtime.choose_device(cfg.device))  # the teacher's passes: the costly part
     boundary, binfo = choose_boundary(enc, task, cfg, progress)
-    mdata = build_data(enc, task, boundary, cfg.unlabelled or None, cfg.max_unlabelled,
+    mdata = build_data(enc, task, boundary, pool, cfg.max_unlabelled,
                        cfg.encode_batch, cfg.seed, progress)
     enc.cpu()  # the cached states are on the CPU; so are training and the latency measured
     head, head_log = fit_teacher_head(mdata, task.num_classes, cfg, progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.pool import MAX_UNLABELLED_HELP, UNLABELLED_HELP
 from ..runtime import DEVICE_HELP
 from ..train import TrainConfig
 from .augment import FeatureMask
@@ -53,10 +54,8 @@ class MimicConfig:
     task: str = field(default="word", metadata={"help": "task column to classify (word, speaker, ...)"})
     max_clips: int = field(default=0, metadata={
         "help": "seeded subset of the data set for quick runs (0: every clip)"})
-    unlabelled: str = field(default="", metadata={
-        "help": "extra audio for stage 1 (a data set spec; labels ignored), e.g. synth-sentences"})
-    max_unlabelled: int = field(default=0, metadata={
-        "help": "use at most this many unlabelled clips (0: all)"})
+    unlabelled: str = field(default="", metadata={"help": f"{UNLABELLED_HELP}; in stage 1"})
+    max_unlabelled: int = field(default=0, metadata={"help": MAX_UNLABELLED_HELP})
     distill: float = field(default=0.0, metadata={
         "help": "stage 2 weight of the KL to the teacher's logits (0: labels only; > 0 also "
                 "trains on the unlabelled windows)"})

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import runtime
 from ..models.base import Encoder
-from ..models.cache import ShardedBatches, StateCache
+from ..models.cache import ShardedBatches, StateCache, append_windows, chunk_cache
 from ..models.memo import features_and_states
 from .config import MimicError
 
@@ -78,41 +78,6 @@ def cache_targets(enc: Encoder, batches: Iterable[tuple[list[np.ndarray], list[i
     bar.close()
     return batches.gather(StateCache(states=states, lengths=torch.tensor(lengths, dtype=torch.long),
                                      indices=indices))
-
-
-def concat_caches(*caches: StateCache) -> StateCache:
-    """One cache with the clips of all `caches` in order (the keys they all share)."""
-    keys = set(caches[0].states)
-    for c in caches[1:]:
-        keys &= set(c.states)
-    return StateCache(states={k: [s for c in caches for s in c.states[k]] for k in keys},
-                      lengths=torch.cat([c.lengths for c in caches]),
-                      indices=[i for c in caches for i in c.indices])
-
-
-def chunk_cache(cache: StateCache, max_frames: int) -> StateCache:
-    """Cut every clip longer than `max_frames` into consecutive windows of at most `max_frames`.
-
-    Every state of a clip is cut at the same frames, so a window's features still line up with
-    its targets: clip (T, D) → windows [0, W), [W, 2W), ... (the last one shorter). A window's
-    ``indices`` entry is its clip's. Mixing long unlabelled clips (whisper-base on sentences:
-    100-335 frames) with 1 s task clips (50 frames) in one batch would pad every clip to the
-    longest one, several times the compute; cut to the task's length, batches stay dense.
-    (A window's targets were computed with the whole clip as context.)
-    """
-    if max_frames < 1:
-        raise MimicError(f"max_frames must be >= 1, got {max_frames}")
-    keys = list(cache.states)
-    states: dict = {k: [] for k in keys}
-    lengths: list[int] = []
-    indices: list[int] = []
-    for r, T in enumerate(cache.lengths.tolist()):
-        for s in range(0, T, max_frames):
-            for k in keys:
-                states[k].append(cache.states[k][r][s : s + max_frames])
-            lengths.append(min(max_frames, T - s))
-            indices.append(cache.indices[r])
-    return StateCache(states=states, lengths=torch.tensor(lengths, dtype=torch.long), indices=indices)
 
 
 def default_boundary(num_layers: int) -> int:
@@ -178,8 +143,7 @@ class MimicData:
 
     def stage1_rows(self) -> StateCache:
         """Everything stage 1 trains on: the train split, then the unlabelled windows."""
-        extra = self.unlabelled_windows()
-        return self.train if extra is None else concat_caches(self.train, extra)
+        return self.train if self.unlabelled is None else append_windows(self.train, self.unlabelled)
 
     def describe(self) -> dict:
         return {"train": len(self.train), "validation": len(self.validation),
@@ -208,12 +172,9 @@ def build_data(enc: Encoder, task, boundary: int | None = None, unlabelled=None,
                                     progress=progress)
     extra = None
     if unlabelled is not None:
-        from ..data import load_dataset
+        from ..data import unlabelled_clips
 
-        ds = load_dataset(unlabelled) if isinstance(unlabelled, str) else unlabelled
-        idx = list(range(len(ds)))
-        if max_unlabelled and max_unlabelled < len(idx):
-            idx = sorted(np.random.default_rng(seed).choice(idx, max_unlabelled, replace=False).tolist())
+        ds, idx = unlabelled_clips(unlabelled, max_unlabelled, seed)
         extra = cache_targets(enc, ds.batches(idx, batch_size), boundary, total=len(idx),
                               desc="teacher states (unlabelled)", progress=progress)
     return MimicData(train=parts["train"], validation=parts["validation"], test=parts["test"],

@@ -38,7 +38,7 @@ from ..models.cache import StateCache
 from ..train import TrainLog, train
 from .augment import FeatureMask
 from .config import MimicConfig
-from .data import BOUNDARY, FEATURES, LAST, MimicData, concat_caches
+from .data import BOUNDARY, FEATURES, LAST, MimicData
 from .layers import valid_mask
 from .model import MimicModel
 
@@ -173,9 +173,7 @@ def stage2(model: MimicModel, data: MimicData, cfg: MimicConfig, progress: bool 
     cache, y = data.train, data.y["train"]
     t_logits = None
     if alpha > 0:
-        extra = data.unlabelled_windows()
-        if extra is not None:
-            cache = concat_caches(data.train, extra)
+        cache = data.stage1_rows()  # the train split, then the unlabelled windows
         teacher_head = teacher_head or copy.deepcopy(model.head)
         t_logits = head_logits(teacher_head, cache)  # (N, C), once
     mask, gen = cfg.feature_mask(), torch.Generator().manual_seed(cfg.seed + 2)

@@ -65,6 +65,48 @@ class StateCache:
         return pooled_cache(self.pooled(which), key=which, indices=self.indices)
 
 
+def concat_caches(*caches: StateCache) -> StateCache:
+    """One cache with the clips of all `caches` in order (the state keys they all share)."""
+    keys = set(caches[0].states)
+    for c in caches[1:]:
+        keys &= set(c.states)
+    return StateCache(states={k: [s for c in caches for s in c.states[k]] for k in caches[0].states
+                              if k in keys},
+                      lengths=torch.cat([c.lengths for c in caches]),
+                      indices=[i for c in caches for i in c.indices])
+
+
+def chunk_cache(cache: StateCache, max_frames: int) -> StateCache:
+    """Cut every clip longer than `max_frames` into consecutive windows of at most `max_frames`.
+
+    Every state of a clip is cut at the same frames, so a window's inputs still line up with
+    its targets: clip (T, D) → windows [0, W), [W, 2W), ... (the last one shorter). A window's
+    ``indices`` entry is its clip's. Mixing long unlabelled clips (whisper-base on sentences:
+    100-335 frames) with 1 s task clips (50 frames) in one batch would pad every clip to the
+    longest one, several times the compute; cut to the task's length, batches stay dense.
+    (A window's targets were computed with the whole clip as context.)
+    """
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    keys = list(cache.states)
+    states: dict = {k: [] for k in keys}
+    lengths: list[int] = []
+    indices: list[int] = []
+    for r, T in enumerate(cache.lengths.tolist()):
+        for s in range(0, T, max_frames):
+            for k in keys:
+                states[k].append(cache.states[k][r][s : s + max_frames])
+            lengths.append(min(max_frames, T - s))
+            indices.append(cache.indices[r])
+    return StateCache(states=states, lengths=torch.tensor(lengths, dtype=torch.long), indices=indices)
+
+
+def append_windows(cache: StateCache, extra: StateCache) -> StateCache:
+    """`cache`, then the clips of `extra` cut to `cache`'s longest clip (`chunk_cache`): e.g. a
+    task's train split followed by unlabelled clips, for distillation on both."""
+    return concat_caches(cache, chunk_cache(extra, int(cache.lengths.max())))
+
+
 def pooled_cache(pooled: torch.Tensor, key: int = -1, indices: Sequence[int] | None = None) -> StateCache:
     """(N, D) pooled vectors as a StateCache of 1-frame clips under `key`.
 

@@ -1,12 +1,16 @@
 """`stackslim share MODEL DATA --out DIR`: convert, measure, recover, compare.
 
     stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16
+    stackslim share whisper-base synth-commands --out runs/pool --unlabelled synth-sentences \\
+        --max-unlabelled 500
 
-maps 1:1 to `share(model, data, out, cfg)`. Steps: teacher states of the task's splits → the
-teacher's head (fitted on them) → `to_residual` → accuracy (and, for Whisper, WER through the
-original decoder) before recovery → recovery by distillation → the same after → sizes (unique
-parameters, bytes on disk, against the dense model) and CPU latency (dense, factored,
-materialised). Writes ``DIR/share.json``, ``DIR/config.json`` and ``DIR/model/`` (compact).
+maps 1:1 to `share(model, data, out, cfg)`. Steps: teacher states of the task's splits (and of
+the --unlabelled clips) → the teacher's head (fitted on them) → `to_residual` → accuracy (and,
+for Whisper, WER through the original decoder) before recovery → recovery by distillation on
+the train split and the unlabelled clips (the task loss on the train split only) → the same
+after → sizes (unique parameters, bytes on disk, against the dense model) and CPU latency
+(dense, factored, materialised). Writes ``DIR/share.json``, ``DIR/config.json`` and
+``DIR/model/`` (compact).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import torch
 
 from .. import runtime
 from ..config import add_config_args, config_from_args
+from ..data import unlabelled_clips
 from ..heads import accuracy, fit_head, prepare_task
 from ..models.base import Encoder
 from ..results import prepare_out_dir, provenance, write_json
@@ -27,7 +32,7 @@ from ..train import TrainConfig
 from .config import ShareConfig
 from .convert import to_residual
 from .evaluate import load_tokenizer, sentence_clips, whisper_wer
-from .recover import distill_cache, last_state_error, recover, student_accuracy
+from .recover import distill_cache, last_state_error, recover, recovery_set, student_accuracy
 from .size import disk_report, latency_report
 
 COMMAND = "share"
@@ -49,7 +54,7 @@ class ShareResult:
     teacher: dict
     before: dict
     after: dict | None
-    recovery: dict | None
+    recovery: dict | None  # the training log, and under "data" the clips and frames it used
     seconds: float
     notes: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=provenance)
@@ -92,21 +97,29 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
 
     t0 = time.monotonic()
     runtime.init_from_env()
+    # bad options fail here, before anything is written
+    groups, max_size = cfg.group_spec()
+    pool = unlabelled_clips(cfg.unlabelled, cfg.max_unlabelled, cfg.seed) if cfg.unlabelled else None
     out = prepare_out_dir(out) if runtime.is_main() else Path(out)
     if runtime.is_main():
         # share.json marks a finished run: a stale one must not vouch for this run's model/
         (out / "share.json").unlink(missing_ok=True)
         write_json(out / "config.json", {"model": str(getattr(model, "name", model)),
                                          "data": str(data), "share": asdict(cfg)})
-    groups, max_size = cfg.group_spec()
     teacher = load_encoder(model) if isinstance(model, (str, Path)) else model
     teacher.eval()
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
     states = cfg.recover_states if cfg.recover_epochs > 0 else "last"
+    cached = "last" if states == "last" else "all"  # the teacher states distilled
     teacher.to(runtime.choose_device(cfg.device))  # the teacher's passes: the costly part
     train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
                                 total=len(task.splits["train"]),
-                                states="last" if states == "last" else "all", progress=progress)
+                                states=cached, progress=progress)
+    pool_cache = None
+    if pool is not None and cfg.recover_epochs > 0:  # encoded once, like the train split
+        pool_ds, pool_idx = pool
+        pool_cache = distill_cache(teacher, pool_ds.batches(pool_idx, 16), total=len(pool_idx),
+                                   states=cached, desc="teacher states (unlabelled)", progress=progress)
     val_cache = task.cache(teacher, "validation", progress=progress)
     test_cache = task.cache(teacher, "test", progress=progress)
     teacher.cpu()  # the cached states are on the CPU; so are conversion, recovery and latency
@@ -114,6 +127,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
                        TrainConfig(epochs=cfg.head_epochs, seed=cfg.seed), progress=progress)
     notes: list[str] = []
+    if pool is not None and pool_cache is None:
+        notes.append("--unlabelled unused: no recovery (--recover-epochs 0)")
     wer_ctx = None
     if teacher.family == "whisper" and cfg.wer_data and cfg.wer_clips > 0:
         whisper, tok = load_tokenizer(str(model)) if isinstance(model, (str, Path)) else (None, "")
@@ -134,12 +149,13 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
                           share_norms=cfg.share_norms, init=cfg.init, max_size=max_size,
                           waves=block_waves, seed=cfg.seed, calib=calib, align=cfg.align)
     before = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
-    after = log = None
+    after = log = rec_data = None
     if cfg.recover_epochs > 0:
         tcfg = TrainConfig(epochs=cfg.recover_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            weight_decay=0.0, patience=cfg.recover_epochs,
                            max_minutes=cfg.recover_minutes, seed=cfg.seed)
-        log = recover(student, train_cache, tcfg, states=states, head=head, labels=y_train,
+        rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache)
+        log = recover(student, rec_cache, tcfg, states=states, head=head, labels=rec_labels,
                       val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
                       progress=progress)
         after = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
@@ -159,7 +175,7 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
         conversion={"summary": student.conversion_summary(), "matrices": student.conversion,
                     "alignment": student.alignment},
         teacher=teacher_eval, before=before, after=after,
-        recovery=log.to_json() if log is not None else None,
+        recovery={**log.to_json(), "data": rec_data} if log is not None else None,
         seconds=time.monotonic() - t0, notes=notes)
     write_json(out / "share.json", result)
     return result
@@ -167,6 +183,17 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Convert an encoder to shared weights + low-rank residuals, recover and compare."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Convert MODEL's stack to the ResidualTransformer form (per group of layers one\n"
+        "shared weight, plus a low-rank residual and a diagonal per layer), recover it by\n"
+        "distillation toward the dense teacher on DATA's train split and the --unlabelled\n"
+        "clips (the task loss on the train split only) within --recover-minutes, and\n"
+        "compare it with the teacher: size, CPU latency, accuracy (and WER for Whisper).")
+    parser.epilog = (
+        "example:\n"
+        "  stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 \\\n"
+        "      --unlabelled synth-sentences --max-unlabelled 500 --recover-minutes 8")
     parser.add_argument("model", help="random:<family>, whisper-base, a folder or hub id")
     parser.add_argument("data", help="labelled data: a folder, a CSV manifest or synth-commands")
     parser.add_argument("--out", required=True, help="output folder")
@@ -185,6 +212,10 @@ def run(ns: argparse.Namespace) -> int:
             f"accuracy {r.teacher['accuracy']:.3f} → {r.before['accuracy']:.3f}")
     if r.after is not None:
         line += f" → {r.after['accuracy']:.3f} after recovery"
+        n = r.recovery["data"]
+        if n["unlabelled_clips"]:
+            line += (f" (on {n['labelled_clips']} labelled clips + {n['unlabelled_clips']} "
+                     f"unlabelled in {n['unlabelled_windows']} windows)")
     if "wer" in r.teacher:
         line += (f"; WER {r.teacher['wer']:.3f} → {r.before['wer']:.3f}"
                  + (f" → {r.after['wer']:.3f}" if r.after else ""))

@@ -4,6 +4,8 @@
         --recover-epochs 3 --recover-minutes 3
     stackslim share whisper-base synth-commands --out runs/aware --group 3 --rank 16 \\
         --init aware --align --calib 256 --recover-minutes 8
+    stackslim share whisper-base synth-commands --out runs/pool --group 3 --rank 16 \\
+        --unlabelled synth-sentences --max-unlabelled 500 --recover-minutes 8
 
 is `share("whisper-base", "synth-commands", "runs/share", ShareConfig(group=3, rank=16,
 recover_epochs=3, recover_minutes=3))`.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.pool import MAX_UNLABELLED_HELP, UNLABELLED_HELP
 from ..models.base import EncoderError
 from ..runtime import DEVICE_HELP
 
@@ -49,6 +52,10 @@ class ShareConfig:
                                                          "(1..L), the 'last' one, or "
                                                          "'all-then-last' (two phases)",
                                                          "choices": ("all", "last", "all-then-last")})
+    unlabelled: str = field(default="", metadata={"help": f"{UNLABELLED_HELP}; in the recovery "
+                                                  "beside the train split (their teacher states "
+                                                  "are cached: memory grows with them)"})
+    max_unlabelled: int = field(default=0, metadata={"help": MAX_UNLABELLED_HELP})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
     lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})

@@ -11,7 +11,8 @@ with S = all hidden states 1..L (``states="all"``) or only L (``"last"``), or bo
 toward its teacher layer, then only the output, which is what the head and the decoder read); the normalised MSE
 gives every layer the same weight whatever the scale of its states (Whisper's grow with depth).
 h_L is taken after the family's final norm, as a head and the Whisper decoder see it. Labels
-of -1 mark unlabelled clips (no task loss). The head is the teacher's and stays frozen.
+of -1 mark unlabelled clips (no task loss): `recovery_set` appends them to the train split.
+The head is the teacher's and stays frozen.
 
 Training is `stackslim.train.train` (AdamW, time budget, best validation epoch kept) over every
 parameter of the stack: shared weights, A, B, d, biases, norms.
@@ -28,29 +29,45 @@ import torch.nn.functional as F
 
 from ..heads.head import ClassifierHead
 from ..models.base import Encoder
-from ..models.cache import StateCache
+from ..models.cache import StateCache, append_windows
+from ..models.cache import concat_caches  # noqa: F401  (bench/share.py imports it from here)
 from ..train import TrainConfig, TrainLog, train
 
 
 def distill_cache(teacher: Encoder, batches, total: int | None = None, states: str = "all",
-                  progress: bool = True) -> StateCache:
-    """Teacher states for distillation: state 0 and the targets (1..L, or L; L also as -1)."""
+                  desc: str = "teacher states", progress: bool = True) -> StateCache:
+    """Teacher states for distillation: state 0 and the targets (1..L, or L; L also as -1).
+    Under torchrun every rank encodes its shard of `batches` and gets the whole cache."""
     from ..models.cache import cache_states
 
     L = teacher.num_layers
     which = (*range(L + 1), -1) if states == "all" else (0, -1)
-    return cache_states(teacher, batches, which=which, total=total, desc="teacher states",
+    return cache_states(teacher, batches, which=which, total=total, desc=desc,
                         progress=progress)
 
 
-def concat_caches(*caches: StateCache) -> StateCache:
-    """One cache with the clips of all (same state keys); e.g. labelled and unlabelled clips."""
-    keys = set(caches[0].states)
-    if any(set(c.states) != keys for c in caches):
-        raise ValueError("caches hold different hidden states")
-    return StateCache(states={k: [s for c in caches for s in c.states[k]] for k in caches[0].states},
-                      lengths=torch.cat([c.lengths for c in caches]),
-                      indices=[i for c in caches for i in c.indices])
+def recovery_set(train: StateCache, labels: torch.Tensor,
+                 unlabelled: StateCache | None = None) -> tuple[StateCache, torch.Tensor, dict]:
+    """The clips recovery trains on, their labels, and their count.
+
+    The labelled `train` clips, then the `unlabelled` clips (same cached states) cut into
+    windows of at most the longest train clip (`append_windows`: batches stay dense) with
+    label -1, so that they are distilled on and kept out of the task loss.
+
+    Returns:
+        (cache, labels (N,), counts): counts gives the rows N, the clips and frames of each
+        kind and the unlabelled windows (what share.json records).
+    """
+    counts = {"rows": len(train), "labelled_clips": len(train),
+              "labelled_frames": int(train.lengths.sum()), "unlabelled_clips": 0,
+              "unlabelled_windows": 0, "unlabelled_frames": 0}
+    if unlabelled is None or len(unlabelled) == 0:
+        return train, labels, counts
+    cache = append_windows(train, unlabelled)
+    windows = len(cache) - len(train)
+    counts.update(rows=len(cache), unlabelled_clips=len(unlabelled), unlabelled_windows=windows,
+                  unlabelled_frames=int(unlabelled.lengths.sum()))
+    return cache, torch.cat([labels, labels.new_full((windows,), -1)]), counts
 
 
 def _targets(L: int, states: str) -> list[int]:
