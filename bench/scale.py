@@ -9,7 +9,8 @@ is its own. Modes, each on the same seeded clips (`--max-clips N`):
 - `forward`: the forward passes alone, exactly as analyze runs them (model and data set
   loaded, the clips encoded `encode_batch` at a time, every hidden state computed), no metric.
 - `exact`: `stackslim analyze` defaults: cosine, linear CKA and mutual kNN over all clips,
-  pooled view, Gram space (every clip's pooled states are kept: S·D float64 per clip).
+  pooled view, Gram space (every clip's pooled states go to a temporary file, S·D float64 per
+  clip, read back in blocks).
 - `feature`: `--metrics cosine,cka --cka-space feature`: exact CKA from streamed D×D sums,
   nothing per clip kept.
 - `minibatch`: `--estimator minibatch` (the paper's batch-128 setting), all three metrics.

@@ -1,8 +1,11 @@
 """Helpers for the similarity tests (imported as `simhelpers`): random correlated states and HiddenStates builders."""
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 
@@ -64,3 +67,20 @@ def padded_states(seed: int, B: int, T: int, S: int, D: int, pad_value: float = 
         x[~mask] = pad_value * torch.randn(int((~mask).sum()), D, generator=g, dtype=torch.float64)
         states.append(x)
     return _cls(lite)(states=states, lengths=lengths, final_norm=None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawn_two(worker, *args, timeout: float = 120) -> None:
+    """Run worker(rank, 2, port, *args) in two spawned processes; fail the test if they hang."""
+    ctx = torch.multiprocessing.spawn(worker, args=(2, free_port(), *args), nprocs=2, join=False)
+    deadline = time.time() + timeout
+    while not ctx.join(timeout=2):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"distributed workers did not finish within {timeout:.0f} s")

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import time
 
 import numpy as np
-import pytest
 import torch
 import torch.distributed as dist
-from simhelpers import padded_states, split_rows
+from simhelpers import padded_states, spawn_two, split_rows
 
 from stackslim.similarity import SimilarityEngine
 from stackslim.similarity.outliers import ChannelStats
@@ -53,20 +50,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(tmp_path):
-    ctx = torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 120
-    while not ctx.join(timeout=2):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("distributed workers did not finish within 120 s")
+    spawn_two(_worker, str(tmp_path))
     single = _results(0, 1)
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)

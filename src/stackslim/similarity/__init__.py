@@ -2,7 +2,7 @@
 (ICASSP 2025): cosine, linear CKA (biased/unbiased), mutual kNN, over all pairs of hidden
 states in one streaming, mergeable, distributed pass; block detection; outlier robustness.
 """
-from .accumulators import ChannelMoments, CosineAccumulator, CovarianceAccumulator, SampleStore
+from .accumulators import ChannelMoments, CosineAccumulator, CovarianceAccumulator
 from .blocks import Blocks, block_influence, block_influence_from_matrix, find_blocks
 from .engine import ESTIMATORS, METRICS, SUPPORTED, SimilarityEngine, check_supported, pairwise_reference
 from .errors import SimilarityError
@@ -10,6 +10,7 @@ from .metrics import cosine, linear_cka, mutual_knn
 from .minibatch import MinibatchAccumulator
 from .outliers import ChannelStats, RobustnessReport, blocks_survive, robustness_check, transformed_results
 from .result import SimilarityResult
+from .store import SampleStore
 from .views import VIEWS, samples
 
 

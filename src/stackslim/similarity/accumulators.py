@@ -14,10 +14,11 @@ sees all data and P processes that each see a part and then `all_reduce` give th
   centred cross-products C_ij = Xc_i^T Xc_j (D x D) for i <= j only: S(S+1)/2 D^2 float64,
   e.g. S=13, D=768: 91 * 4.7 MB = 0.43 GB; S=7, D=512: 59 MB. Independent of n, so this is the
   choice for the frames view (every frame a sample). Cost per sample: S(S+1) D^2 flops.
-- `SampleStore`: keeps the samples (n, S, D) and computes exact CKA in Gram space and mutual kNN
-  at the end (`allpairs.gram_pass`). Memory n S D float64 plus a fixed working chunk. Cost
-  n^2 S D in total: cheaper than feature space while n < about S D (13*768 ~ 10^4 clips), so
-  this is the choice for the pooled and flat views (n = clips).
+- `SampleStore` (in `store.py`): keeps the samples (n, S, D) float64 in a temporary file
+  (n S D * 8 bytes of disk, nothing per sample in memory) and computes exact CKA in Gram space
+  and mutual kNN at the end, reading the file back in blocks (`allpairs.gram_pass`, working set
+  about CHUNK_BYTES). Cost n^2 S D in total: cheaper than feature space while n < about S D
+  (13*768 ~ 10^4 clips), so this is the choice for the pooled and flat views (n = clips).
 """
 from __future__ import annotations
 
@@ -25,11 +26,9 @@ from typing import Any
 
 import torch
 
-from .allpairs import check_variance, cka_from_inner, cosine_sum_matrix, gram_pass, knn_overlap_matrix
-from .distributed import all_gather_objects, all_reduce_max_int, all_reduce_sum_
+from .allpairs import F64, check_variance, cka_from_inner, cosine_sum_matrix
+from .distributed import all_reduce_max_int, all_reduce_sum_
 from .errors import SimilarityError
-
-F64 = torch.float64
 
 
 class _Accumulator:
@@ -318,65 +317,3 @@ class CovarianceAccumulator(_Accumulator):
         self.mean, self.buf = sd["mean"], sd["buf"]
         if self.buf is not None:
             self._views()
-
-
-class SampleStore(_Accumulator):
-    """Keeps every sample (n, S, D) float64; exact Gram-space CKA and mutual kNN at the end."""
-
-    def __init__(self, num_states: int):
-        super().__init__(num_states)
-        self._rows: list[torch.Tensor] = []
-
-    def update(self, x: torch.Tensor) -> None:
-        self._check_chunk(x)
-        if self._rows and x.shape[2] != self._rows[0].shape[2]:
-            raise SimilarityError(f"feature size changed from {self._rows[0].shape[2]} to {x.shape[2]}")
-        self._rows.append(x.detach().to(F64).clone())  # own copy: the caller may reuse its tensor
-        self.n += x.shape[0]
-
-    def data(self) -> torch.Tensor:
-        """(n, S, D) all samples, in arrival order."""
-        if not self._rows:
-            raise SimilarityError("no samples seen: call update() first")
-        if len(self._rows) > 1:
-            self._rows = [torch.cat(self._rows)]
-        return self._rows[0]
-
-    def merge(self, other: "SampleStore") -> None:
-        self._check_other(other)
-        self._rows.extend(other._rows)
-        self.n += other.n
-
-    def all_reduce(self) -> None:
-        """Every process ends with all samples, concatenated in rank order."""
-        self._check_open("all_reduce")
-        mine = self.data().cpu() if self._rows else None
-        dev = self._rows[0].device if self._rows else torch.device("cpu")
-        parts = [p for p in all_gather_objects(mine) if p is not None]
-        self._rows = [torch.cat(parts).to(dev)] if parts else []
-        self.n, self.reduced = sum(p.shape[0] for p in parts), True
-
-    def compute(self, cka: bool = True, k: int | None = None, weights: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """CKA matrix (S, S) and/or mutual-kNN overlap counts (S, S), from one Gram pass.
-
-        Args:
-            cka: compute the biased linear CKA matrix.
-            k: if given, the summed kNN overlaps sum_a |N_i(a) ∩ N_j(a)| (divide by n k).
-            weights: optional (S, D) per-channel factors applied to the samples first.
-        """
-        X = self.data()
-        if cka and X.shape[0] < 2:
-            raise SimilarityError(f"linear CKA needs at least 2 samples, got {X.shape[0]}")
-        if weights is not None:
-            X = X * weights.to(X.device, F64)[None]
-        A, idx = gram_pass(X, cka=cka, k=k)
-        return (cka_from_inner(A) if cka else None), (knn_overlap_matrix(idx) if k else None)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"num_states": self.num_states, "n": self.n, "reduced": self.reduced,
-                "data": self.data().cpu() if self._rows else None}
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.num_states, self.n, self.reduced = sd["num_states"], sd["n"], sd["reduced"]
-        self._rows = [] if sd["data"] is None else [sd["data"].to(F64)]

@@ -4,7 +4,9 @@ Every function here takes the samples of all S = L+1 hidden states at once, as o
 tensor ``X`` of shape (n, S, D) (n samples, D features: channels, or T*D for the flat view),
 and returns an (S, S) matrix. Each state's n×n Gram matrix (or kNN list) is computed once and
 every pair is then a cheap inner product, instead of rebuilding two Grams per pair as the
-per-pair loop of common CKA packages does (`engine.pairwise_reference`).
+per-pair loop of common CKA packages does (`engine.pairwise_reference`). `gram_pass` builds the
+Grams in blocks of rows and columns from any row-sliceable source (a tensor, or `SampleStore`'s
+file), so n×n is never held.
 
 Formulas (Kc = centred Gram of one state, Xc = its column-centred samples):
 
@@ -19,6 +21,8 @@ Formulas (Kc = centred Gram of one state, Xc = its column-centred samples):
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import SimilarityError
@@ -26,8 +30,9 @@ from .errors import SimilarityError
 # A representation is "constant" when its centred energy is below CONST_RTOL^2 times its raw
 # energy (relative spread below 1e-10: rounding noise, not signal). Then CKA is 0/0.
 CONST_RTOL = 1e-10
-# Working-set budget (bytes) for the chunked n×n products.
+# Working-set budget (bytes) for the blocked n×n products and the engine's update chunks.
 CHUNK_BYTES = 64 * 2**20
+F64 = torch.float64
 
 
 def check_variance(centred_sq: torch.Tensor, raw_sq: torch.Tensor, what: str = "hidden state") -> None:
@@ -55,50 +60,121 @@ def centre(X: torch.Tensor, check: bool = True, what: str = "hidden state") -> t
     return Xc
 
 
-def _rows_per_chunk(S: int, n: int) -> int:
-    return max(1, CHUNK_BYTES // (8 * S * max(n, 1)))
+def check_knn_samples(n: int, k: int, what: str = "samples") -> None:
+    """Raise SimilarityError unless n >= k + 1: each sample needs k neighbours besides itself."""
+    if n < k + 1:
+        raise SimilarityError(f"mutual kNN with k={k} needs at least k+1={k + 1} {what}, got {n}")
 
 
-def gram_pass(X: torch.Tensor, cka: bool = True, k: int | None = None, what: str = "hidden state"
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    """Row ranges [a0, a1) of at most `step` rows covering 0..n."""
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def gram_pass(X, cka: bool = True, k: int | None = None, what: str = "hidden state",
+              weights: torch.Tensor | None = None, budget: int | None = None
               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """One chunked pass over the centred Grams of all states: CKA inner products and/or kNN.
+    """CKA inner products and/or kNN lists of all states from their centred Grams, in blocks.
+
+    With Xs_i = (X_i - mu_i) / ||X_i - mu_i||_F (centred, unit norm: CKA is scale invariant),
+    the Gram rows Kc_i[a, b] = <xs_i[a], xs_i[b]> are built one block of rows a by one block of
+    columns b at a time:
+        A_ij += <Kc_i[a, b], Kc_j[a, b]>_F   (summed over all blocks: A_ij = ||Xs_i^T Xs_j||_F^2),
+        sim_i[a, b] = Kc_i[a, b] / (|xs_i[a]| |xs_i[b]|)   (kNN: the k largest b != a per row a).
+    X is read in three kinds of sweeps: column sums (mu), centred energies (the norms and the
+    constant-state check), then per panel of rows every column block once: 2 + ceil(n / r)
+    reads of X in all, or one when it fits a column block (then it is kept).
 
     Args:
-        X: (n, S, D) float64 samples of all states.
-        cka: compute A_ij = <Kc_i, Kc_j>_F (states scaled to unit norm first).
-        k: if given, also the k nearest other samples of every sample in every state.
+        X: the samples of all states, (n, S, D): a tensor, or an object with `.shape`, `.device`
+            and `read_into(a0, out)` filling out (r, S, D) with rows a0.. (`SampleStore`: its file).
+        cka: compute A (S, S). k: if given, the k nearest other samples of every sample.
         what: how a state is named in the constant-input error.
+        weights: optional (S, D) per-channel factors applied to every block as it is read.
+        budget: working-set bytes (default CHUNK_BYTES), shared by the kNN panel (S, r, n), the
+            row block (S, r, D), the column block (S, c, D) and its Gram block (S, r, c).
 
     Returns:
         A: (S, S) or None; idx: (S, n, k) int64 neighbour indices or None.
-        Memory: one copy of X plus one chunk of Gram rows (about CHUNK_BYTES), never S*n*n.
+        Memory: the blocks above, about `budget` in all, plus (S, n, k) indices; never S n^2. A
+        kNN panel holds at least one full row (S n), so the budget binds for n < budget / 16 S.
     """
-    n, S, _ = X.shape
-    # One working copy, centred and scaled in place (the samples can be hundreds of MB).
-    Xs = X.permute(1, 0, 2).clone(memory_format=torch.contiguous_format)  # (S, n, D), never X itself
-    Xs -= Xs.mean(1, keepdim=True)
-    cen = torch.linalg.vector_norm(Xs, dim=(1, 2))  # (S,) ||Xc_i||_F
-    check_variance(cen.pow(2), torch.linalg.vector_norm(X, dim=(0, 2)).pow(2), what)
-    Xs /= cen.clamp_min(torch.finfo(X.dtype).tiny)[:, None, None]  # unit norm: CKA is scale invariant
-    A = torch.zeros(S, S, dtype=X.dtype, device=X.device) if cka else None
-    idx = torch.empty(S, n, k, dtype=torch.long, device=X.device) if k else None
+    n, S, D = X.shape
     if k:
-        if n < k + 1:
-            raise SimilarityError(f"mutual kNN with k={k} needs at least k+1={k + 1} samples, got {n}")
-        # Row norms of the centred samples: the kNN similarity is Kc_ab / (|xc_a| |xc_b|).
-        inv = Xs.pow(2).sum(2).sqrt()  # (S, n)
-        inv = torch.where(inv > 0, 1.0 / inv.clamp_min(torch.finfo(X.dtype).tiny), torch.zeros_like(inv))
-    step = _rows_per_chunk(S, n)
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        K = torch.bmm(Xs[:, r0:r1], Xs.transpose(1, 2))  # (S, r, n) rows of the centred Grams
-        if cka:
-            Kf = K.reshape(S, -1)  # (S, r*n)
-            A += Kf @ Kf.T
-        if k:  # in place: K becomes the cosine of centred rows (no second chunk-sized buffer)
-            sim = K.mul_(inv[:, r0:r1, None]).mul_(inv[:, None, :])  # (S, r, n)
-            rows = torch.arange(r0, r1, device=X.device)
-            sim[:, rows - r0, rows] = float("-inf")  # a sample is not its own neighbour
+        check_knn_samples(n, k)
+    B = CHUNK_BYTES if budget is None else budget
+    tiny = torch.finfo(F64).tiny
+    # Block sizes: the kNN panel (S, r, n) <= B/2, the row block (S, r, D) <= B/8, a column
+    # block read and prepared 2 x (S, c, D) <= B/4, its Gram block (S, r, c) <= B/8.
+    rows = max(1, B // (16 * S * (max(n, 4 * D) if k else 4 * D)))
+    cols = max(1, B // (64 * S * max(D, min(rows, n))))
+
+    dev, panel, small = X.device, min(rows, n), cols >= n  # small: X is read once, kept whole
+    w = None if weights is None else weights.to(dev, F64)
+    # Buffers reused by every block (allocating per block fragments the heap: peak RSS grows).
+    # "raw" holds read rows, "col" prepared ones (all of X and Xs when small, then no "row").
+    bufs = {name: torch.empty(size, dtype=F64, device=dev) for name, size in (
+        ("raw", S * min(max(cols, rows), n) * D), ("col", S * min(cols, n) * D),
+        ("row", 0 if small else S * panel * D), ("gram", S * panel * min(cols, n)),
+        ("sim", S * panel * n if k else 0))}
+
+    def view(name: str, *shape: int) -> torch.Tensor:
+        return bufs[name][:math.prod(shape)].view(shape)
+
+    def read(a0: int, a1: int) -> torch.Tensor:  # (r, S, D) float64 rows, weighted
+        if not isinstance(X, torch.Tensor):
+            x = X.read_into(a0, view("raw", a1 - a0, S, D))
+            return x if w is None else x.mul_(w)
+        if w is None:
+            return X[a0:a1].to(F64)  # a view when X is float64
+        return torch.mul(X[a0:a1], w, out=view("raw", a1 - a0, S, D))
+
+    whole = read(0, n) if small else None
+    load = (lambda a0, a1: whole[a0:a1]) if whole is not None else read
+    total = raw = cen2 = None
+    for a0, a1 in _spans(n, cols):  # column sums and raw energies ||X_i||_F^2
+        x = load(a0, a1)
+        total = x.sum(0) if total is None else total + x.sum(0)  # (S, D)
+        e = torch.linalg.vector_norm(x, dim=(0, 2)).pow(2)  # (S,)
+        raw = e if raw is None else raw + e
+    mu = total / n
+    for a0, a1 in _spans(n, cols):  # centred energies ||X_i - mu_i||_F^2
+        xc = torch.sub(load(a0, a1), mu, out=view("col", a1 - a0, S, D))
+        e = torch.linalg.vector_norm(xc, dim=(0, 2)).pow(2)
+        cen2 = e if cen2 is None else cen2 + e
+    check_variance(cen2, raw, what)
+    cen = cen2.sqrt().clamp_min(tiny)[:, None, None]  # (S, 1, 1) ||Xc_i||_F
+
+    def prep(a0: int, a1: int, buf: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(S, r, D) rows of Xs and, for kNN, (S, r) inverse row norms (0 for a zero row)."""
+        xs = view(buf, S, a1 - a0, D)
+        torch.sub(load(a0, a1).transpose(0, 1), mu[:, None, :], out=xs).div_(cen)
+        if not k:
+            return xs, None
+        nr = torch.linalg.vector_norm(xs, dim=2)  # (S, r)
+        return xs, torch.where(nr > 0, 1.0 / nr.clamp_min(tiny), torch.zeros_like(nr))
+
+    if whole is not None:
+        whole_xs, whole_inv = prep(0, n, "col")
+        rblock = cblock = lambda a0, a1: (whole_xs[:, a0:a1], None if not k else whole_inv[:, a0:a1])
+    else:
+        rblock, cblock = (lambda a0, a1: prep(a0, a1, "row")), (lambda a0, a1: prep(a0, a1, "col"))
+    A = torch.zeros(S, S, dtype=F64, device=dev) if cka else None
+    idx = torch.empty(S, n, k, dtype=torch.long, device=dev) if k else None
+    for r0, r1 in _spans(n, rows):
+        xr, inv_r = rblock(r0, r1)
+        sim = view("sim", S, r1 - r0, n) if k else None
+        for c0, c1 in _spans(n, cols):
+            xc, inv_c = cblock(c0, c1)
+            Kb = torch.bmm(xr, xc.transpose(1, 2), out=view("gram", S, r1 - r0, c1 - c0))  # Gram block
+            if cka:
+                Kf = Kb.view(S, -1)
+                A += Kf @ Kf.T
+            if k:  # in place: cosine of the centred rows
+                sim[:, :, c0:c1] = Kb.mul_(inv_r[:, :, None]).mul_(inv_c[:, None, :])
+        if k:
+            diag = torch.arange(r0, r1, device=dev)
+            sim[:, diag - r0, diag] = float("-inf")  # a sample is not its own neighbour
             idx[:, r0:r1] = sim.topk(k, dim=2).indices
     return A, idx
 

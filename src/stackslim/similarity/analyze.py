@@ -13,11 +13,14 @@ the statistics are summed with all_reduce, so the matrices equal the one-process
 rank 0 writes. The model runs on `--device` (auto: the rank's GPU when CUDA is available);
 the statistics stay on that device and only their reduced sums are written.
 
-Memory: the model, one forward batch, and the statistics. With `--estimator minibatch`, or
-`--metrics cosine,cka --cka-space feature` (exact CKA from (L+1)²/2 streamed D×D sums), the
-statistics do not grow with the clips. The exact default (Gram-space CKA and mutual kNN over
-all clips) keeps every clip's pooled states, (L+1)·D float64 per clip, and builds N×N Grams at
-the end (`bench/scale.py` measures all three).
+Memory: the model, one forward batch, and the statistics, bounded whatever the number of clips
+(`bench/scale.py` measures it). `--estimator minibatch` and `--metrics cosine,cka --cka-space
+feature` (exact CKA from (L+1)²/2 streamed D×D sums) keep nothing per clip; the exact default
+(Gram-space CKA and mutual kNN over all clips) writes every clip's pooled states, (L+1)·D float64
+per clip, to a temporary file (under $TMPDIR) and reads it back in blocks for the N×N Grams
+(working set `allpairs.CHUNK_BYTES`, 64 MiB), keeping only k neighbour indices per clip and
+state. Its checkpoints copy that file beside the checkpoint (`DIR/.analyze.ckpt.samples`,
+appended to, removed with the checkpoint).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from tqdm.auto import tqdm
 from .. import runtime
 from ..config import add_config_args, config_from_args
 from ..results import prepare_out_dir, provenance, write_json
+from .allpairs import check_knn_samples
 from .blocks import find_blocks
 from .engine import ESTIMATORS, METRICS, SimilarityEngine
 
@@ -117,19 +121,27 @@ def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLi
     # a one-state engine checks metrics, view, estimator and k before the model loads
     SimilarityEngine(1, metrics=cfg.metrics, view=cfg.view, estimator=cfg.estimator, k=cfg.k,
                      batch_size=cfg.batch_size, cka_space=cfg.cka_space)
-    enc = (model if isinstance(model, Encoder) else load_encoder(model)).to(device)
-    model = enc.name if isinstance(model, Encoder) else model
     ds = load_dataset(data) if isinstance(data, (str, os.PathLike)) else data
     data = str(data) if isinstance(data, (str, os.PathLike)) else ds.name
     idx = select_clips(ds, cfg, clips)
+    if "mknn" in cfg.metrics and cfg.estimator == "dataset":  # its views have one sample per clip:
+        check_knn_samples(len(idx), cfg.k, "samples (clips)")  # say so before the forward passes
+    enc = (model if isinstance(model, Encoder) else load_encoder(model)).to(device)
+    model = enc.name if isinstance(model, Encoder) else model
     mine = runtime.shard(idx)
-    engine = SimilarityEngine(enc.num_layers + 1, metrics=cfg.metrics, view=cfg.view,
-                              estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size,
-                              cka_space=cfg.cka_space)
+
+    def new_engine() -> SimilarityEngine:
+        return SimilarityEngine(enc.num_layers + 1, metrics=cfg.metrics, view=cfg.view,
+                                estimator=cfg.estimator, k=cfg.k, batch_size=cfg.batch_size,
+                                cka_space=cfg.cka_space)
+
+    engine = new_engine()
     # resume: the checkpoint is tied to the run's inputs and this rank's shard
     same = {k: v for k, v in asdict(cfg).items() if k != "device"}  # a resume may switch device
     key = hashlib.sha1(json.dumps([model, data, same, mine, world]).encode()).hexdigest()
-    ckpt = out_dir / (CKPT + (f".rank{rank}" if world > 1 else ""))
+    suffix = f".rank{rank}" if world > 1 else ""
+    ckpt = out_dir / (CKPT + suffix)
+    samples_file = out_dir / (CKPT + ".samples" + suffix)  # stored samples, appended per checkpoint
     done = 0
     if ckpt.exists():
         try:
@@ -138,7 +150,8 @@ def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLi
                 engine.load_state_dict(saved["engine"])
                 done = int(saved["batches"])
         except Exception:  # a corrupt checkpoint is only lost time: start over
-            done = 0
+            engine.close()
+            engine, done = new_engine(), 0
     batches = list(range(0, len(mine), cfg.encode_batch))
     bar = tqdm(total=len(mine), initial=min(done * cfg.encode_batch, len(mine)), unit="clip",
                desc=f"analyze {enc.name}", disable=not progress or rank != 0)
@@ -150,7 +163,7 @@ def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLi
         bar.update(len(chunk))
         if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 and b + 1 < len(batches):
             tmp = ckpt.with_name(ckpt.name + ".tmp")
-            torch.save({"key": key, "batches": b + 1, "engine": engine.state_dict()}, tmp)
+            torch.save({"key": key, "batches": b + 1, "engine": engine.state_dict(samples_file)}, tmp)
             os.replace(tmp, ckpt)
     bar.close()
     engine.all_reduce()
@@ -159,6 +172,7 @@ def analyze(model: str | Encoder, data: str | AudioDataset, out: str | os.PathLi
     robust = None
     if cfg.robustness and cfg.estimator == "dataset" and cfg.view != "flat" and "cka" in res.matrices:
         robust = robustness_check(engine, metric="cka")
+    engine.close()
     summary = {
         "model": enc.name, "family": enc.family, "num_layers": enc.num_layers,
         "data": getattr(ds, "name", str(data)), "clips": len(idx), "processes": world,

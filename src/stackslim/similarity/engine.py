@@ -13,11 +13,11 @@ What is computed where (S = L+1 states, D' features per sample, n samples):
 | metric | estimator | views | how |
 |---|---|---|---|
 | cosine | any | pooled, frames, flat | streaming mean over samples (`CosineAccumulator`); a sample mean, so `minibatch` (batch-size weighted) and `unbiased` give the same number as `dataset` |
-| cka | dataset | pooled, flat | exact, Gram space over stored samples (`SampleStore`, memory n S D') |
+| cka | dataset | pooled, flat | exact, Gram space over stored samples (`SampleStore`: a temporary file of n S D' float64, read back in blocks) |
 | cka | dataset | frames (and pooled with cka_space="feature") | exact, feature space (`CovarianceAccumulator`, memory S(S+1)/2 D^2 float64) |
 | cka | minibatch | all | biased CKA per batch of `batch_size`, averaged (the paper's setting) |
 | cka | unbiased | all | Nguyen et al. 2021: mean unbiased HSIC over batches, then normalised |
-| mknn | dataset | pooled, flat | exact over all clips (stored samples) |
+| mknn | dataset | pooled, flat | exact over all clips (stored samples; memory n k indices per state) |
 | mknn | minibatch | all | kNN within each batch |
 
 Not supported (clear error): mknn with `unbiased` (no unbiased kNN estimator), mknn with
@@ -28,16 +28,19 @@ few clips (shuffle upstream if that matters).
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
-from .accumulators import ChannelMoments, CosineAccumulator, CovarianceAccumulator, SampleStore
+from .accumulators import ChannelMoments, CosineAccumulator, CovarianceAccumulator
+from .allpairs import CHUNK_BYTES, check_knn_samples
 from .errors import SimilarityError
 from .metrics import as_float64, cosine, linear_cka, mutual_knn
 from .minibatch import MinibatchAccumulator
 from .result import SimilarityResult
+from .store import SampleStore
 from .views import VIEWS, samples
 
 if TYPE_CHECKING:  # importing stackslim.models pulls in transformers (seconds); only types are needed
@@ -50,7 +53,6 @@ SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
     "cka": {e: VIEWS for e in ESTIMATORS},
     "mknn": {"dataset": ("pooled", "flat"), "minibatch": VIEWS},
 }
-CHUNK_BYTES = 64 * 2**20  # float64 working set per update chunk
 
 
 def check_supported(metric: str, estimator: str, view: str) -> None:
@@ -177,7 +179,8 @@ class SimilarityEngine:
             raise SimilarityError("channel statistics are not kept for the flat view")
         return self.acc["moments"]
 
-    def result(self, channel_weights: torch.Tensor | None = None, transform: str = "none") -> SimilarityResult:
+    def result(self, channel_weights: torch.Tensor | None = None, transform: str = "none",
+               metrics: Sequence[str] | None = None) -> SimilarityResult:
         """The (S, S) matrix of every metric.
 
         Args:
@@ -187,21 +190,28 @@ class SimilarityEngine:
                 metrics that can be recomputed from what was kept (cka, and mknn when stored);
                 cosine is a streamed sum of per-sample values and is left out.
             transform: a label stored in the result (e.g. "standardize").
+            metrics: compute only these of the engine's metrics (default: all of them); e.g.
+                CKA alone skips the kNN lists of a dataset pass.
         """
+        want = self.metrics if metrics is None else tuple(metrics)
+        if not set(want) <= set(self.metrics):
+            raise SimilarityError(f"metrics {list(want)} are not all among this engine's {list(self.metrics)}")
         if self.n == 0:
             raise SimilarityError("no samples seen: call update() first")
+        if "store" in self.acc and "mknn" in want:
+            check_knn_samples(self.n, self.k)  # before any of the costly work
         if channel_weights is not None and (self.estimator != "dataset" or self.view == "flat"):
             raise SimilarityError("channel weights need estimator='dataset' and view 'pooled' or 'frames' "
                                   f"(got estimator={self.estimator!r}, view={self.view!r})")
         out: dict[str, np.ndarray] = {}
         dropped = 0
-        if "cosine" in self.metrics and channel_weights is None:
+        if "cosine" in want and channel_weights is None:
             out["cosine"] = self.acc["cosine"].matrix()
-        if "cov" in self.acc:
+        if "cov" in self.acc and "cka" in want:
             out["cka"] = self.acc["cov"].cka_matrix(channel_weights)
-        if "store" in self.acc:
-            want_cka = "cka" in self.metrics and self.cka_space == "gram"
-            C, O = self.acc["store"].compute(cka=want_cka, k=self.k if "mknn" in self.metrics else None,
+        want_cka = "cka" in want and self.cka_space == "gram"
+        if "store" in self.acc and (want_cka or "mknn" in want):
+            C, O = self.acc["store"].compute(cka=want_cka, k=self.k if "mknn" in want else None,
                                              weights=channel_weights)
             if C is not None:
                 out["cka"] = C
@@ -212,7 +222,7 @@ class SimilarityEngine:
         if "minibatch" in self.acc:
             mats, dropped = self.acc["minibatch"].matrices()
             out.update(mats)
-        order = [m for m in self.metrics if m in out]
+        order = [m for m in self.metrics if m in out and m in want]
         return SimilarityResult(
             matrices={m: out[m].cpu().numpy() for m in order}, view=self.view, estimator=self.estimator,
             n_samples=self.n, num_states=self.num_states, k=self.k if "mknn" in order else None,
@@ -220,10 +230,17 @@ class SimilarityEngine:
             cka_space=self.cka_space if (self.estimator == "dataset" and "cka" in order) else None,
             transform=transform, dropped_samples=dropped)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (torch.save-able)."""
-        return {"config": self.config(), "n": self.n, "dim": self.dim, "flat_len": self.flat_len,
-                "acc": {name: acc.state_dict() for name, acc in self.acc.items()}}
+    def state_dict(self, samples_file: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Everything needed to resume (torch.save-able).
+
+        Args:
+            samples_file: where the stored samples (dataset CKA in Gram space, dataset mknn) go
+                instead of into the dict (see `SampleStore.state_dict`): a checkpoint then costs
+                no memory per sample, and a repeated one appends only the new rows.
+        """
+        accs = {name: acc.state_dict(samples_file) if name == "store" else acc.state_dict()
+                for name, acc in self.acc.items()}
+        return {"config": self.config(), "n": self.n, "dim": self.dim, "flat_len": self.flat_len, "acc": accs}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         if sd["config"] != self.config():
@@ -231,6 +248,11 @@ class SimilarityEngine:
         self.n, self.dim, self.flat_len = sd["n"], sd["dim"], sd["flat_len"]
         for name, acc in self.acc.items():
             acc.load_state_dict(sd["acc"][name])
+
+    def close(self) -> None:
+        """Remove the temporary sample file, if any (also done when the engine is garbage-collected)."""
+        if "store" in self.acc:
+            self.acc["store"].close()
 
     @classmethod
     def from_state_dict(cls, sd: dict[str, Any]) -> "SimilarityEngine":

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .allpairs import CONST_RTOL, check_variance, hsic_unbiased_matrix, knn_overlap_matrix, gram_pass
+from .allpairs import (CONST_RTOL, check_knn_samples, check_variance, gram_pass, hsic_unbiased_matrix,
+                       knn_overlap_matrix)
 from .errors import SimilarityError
 
 Array = torch.Tensor | np.ndarray
@@ -136,8 +137,7 @@ def mutual_knn(X: Array, Y: Array, k: int = 8) -> float:
         raise SimilarityError(f"k must be a positive integer, got {k}")
     x, y = _pair(X, Y)
     n = x.shape[0]
-    if n < k + 1:
-        raise SimilarityError(f"mutual kNN with k={k} needs at least k+1={k + 1} samples, got {n}")
+    check_knn_samples(n, int(k))
     # Neighbour lists per representation; widths may differ, so one gram_pass each.
     _, ix = gram_pass(x[:, None, :], cka=False, k=int(k), what="input X")  # (1, n, k)
     _, iy = gram_pass(y[:, None, :], cka=False, k=int(k), what="input Y")

@@ -102,11 +102,13 @@ class ChannelStats:
                 "outlier_channels": self.outlier_channels(ratio)}
 
 
-def transformed_results(engine, transforms: Sequence[str] = TRANSFORMS, ratio: float = 10.0
-                        ) -> dict[str, SimilarityResult]:
-    """engine.result() under each transform (dataset estimator, pooled or frames view)."""
+def transformed_results(engine, transforms: Sequence[str] = TRANSFORMS, ratio: float = 10.0,
+                        metrics: Sequence[str] | None = None) -> dict[str, SimilarityResult]:
+    """engine.result() under each transform (dataset estimator, pooled or frames view), of
+    `metrics` only when given (default: all the engine's)."""
     stats = ChannelStats.from_moments(engine.channel_moments())
-    return {t: engine.result(channel_weights=stats.weights(t, ratio), transform=t) for t in transforms}
+    return {t: engine.result(channel_weights=stats.weights(t, ratio), transform=t, metrics=metrics)
+            for t in transforms}
 
 
 def blocks_survive(raw: Blocks, other: Blocks, tolerance: int = 1) -> bool:
@@ -153,7 +155,7 @@ def robustness_check(engine, metric: str = "cka", ratio: float = 10.0, tolerance
         ratio: outlier rule factor. tolerance: boundary shift (states) still counted as equal.
         num_blocks: fix the number of blocks for all three (None: BIC per matrix).
     """
-    results = transformed_results(engine, TRANSFORMS, ratio)
+    results = transformed_results(engine, TRANSFORMS, ratio, metrics=(metric,))  # the others: not read
     mats = {t: r.matrix(metric) for t, r in results.items()}
     blocks = {t: find_blocks(m, num_blocks=num_blocks) for t, m in mats.items()}
     survives = {t: blocks_survive(blocks["none"], blocks[t], tolerance) for t in TRANSFORMS if t != "none"}
