@@ -298,8 +298,9 @@ def main(argv=None) -> int:
            "inputs": {**vars(args), "scratch_variants": SCRATCH_VARIANTS,
                       "whisper_variants": WHISPER_VARIANTS},
            "seconds": round(time.monotonic() - t0, 1),
-           "notes": ("CPU only, 2 torch threads on a 2-core machine shared with other jobs: "
-                     "times are indicative. Recovery budgets are minutes, not the paper's training."),
+           "notes": ("CPU only, on a 2-core machine shared with other jobs (torch threads: --threads in "
+                     "each part's command, default 2): times are indicative. Recovery budgets are "
+                     "minutes, not the paper's training."),
            "rows": rows}
     write_json(out_json, res)
     write_atomic(out_json.with_suffix(".md"), to_markdown(res))
