@@ -11,6 +11,13 @@ same clips (`stackslim.study.run.interleaved_latency`), so both see the same loa
 the new latencies into the row (`retimed`: when, how, by which command), keeping the old ones
 under `first_timing`. Accuracy, sizes and training are not touched.
 
+    python bench/mimic_retime.py --rows distilled --untrained --repeats 15 --threads 1
+
+`--untrained`: rows whose saved model is gone (the models live in ~/.cache, not in the repo)
+are timed on a model of the same architecture (kind, layers, z) with fresh weights, saved and
+loaded through `MimicModel.save/load` like the trained one: a forward pass costs the same
+whatever the weights hold (float32 either way). The row's `retimed.model` says which was timed.
+
 The teacher is whisper-base + a head of the same shape as the bench's (d → 256 → classes); the
 head's weights do not change its cost, so a fresh head stands in for the fitted one (the bench
 does not save it). Clips: the first --batch clips of the word task's test split (seed 0), the
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15, help="interleaved rounds (median)")
     p.add_argument("--batch", type=int, default=8, help="clips of the batched timing")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--untrained", action="store_true",
+                   help="time rows without a saved model on the same architecture, fresh weights")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -53,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads((out / "mimic.json").read_text())
     inp = doc["inputs"]
     wanted = [s for s in args.rows.split(",") if s]
-    rows = [r for r in doc["rows"] if r.get("saved_to") and Path(r["saved_to"]).is_dir()
+    def saved(r: dict) -> bool:
+        return bool(r.get("saved_to")) and Path(r["saved_to"]).is_dir()
+
+    rows = [r for r in doc["rows"] if (saved(r) or (args.untrained and r.get("kind")))
             and (not wanted or any(s in r["name"] for s in wanted))]
     if not rows:
         print("no saved mimic model matches --rows", file=sys.stderr)
@@ -65,9 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     waves = [task.dataset.load(i) for i in task.splits["test"][: args.batch]]
     head = ClassifierHead(enc.hidden_size, task.num_classes, 256).eval()
     fns = {"teacher": teacher_logits(enc, head)}
+    timed = {}  # row index -> what was timed
+    tmp = tempfile.TemporaryDirectory()
     for i, r in enumerate(rows):
-        model = MimicModel.load(r["saved_to"]).eval()
+        folder = r["saved_to"] if saved(r) else Path(tmp.name) / f"row{i}"
+        if not saved(r):  # same architecture, fresh weights, through the same save/load
+            MimicModel.from_teacher(enc, head, r["kind"], r["layers"], r["hidden"],
+                                    class_names=task.names, seed=0).save(folder)
+        timed[i] = ("the saved model" if saved(r) else
+                    "an untrained model of the same architecture (saved and loaded)")
+        model = MimicModel.load(folder).eval()
         use_torch_mel(model.front)
+        if model.num_params() != r["params"]:
+            raise SystemExit(f"{r['name']}: {model.num_params()} parameters, the row says {r['params']}")
         fns[f"row{i}"] = model
     command = " ".join(["python bench/mimic_retime.py", *(sys.argv[1:] if argv is None else argv)])
     t0 = time.monotonic()
@@ -88,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                   "speedup_batched": round(ref["batched_ms"] / mine["batched_ms"], 2)})
         r["goal"]["pipeline_5x_faster"] = r["speedup_batch1"] >= 5.0
         r["retimed"] = {"command": command, "when": when, "load_average_1min": load,
+                        "model": timed[i],
                         "repeats": args.repeats, "batch": len(waves), "threads": args.threads,
-                        "how": "interleaved round-robin with the teacher (same clips, one process)"}
+                        "how": "interleaved with the teacher, each round in a seeded random order (same clips, one process)"}
         print(f"{r['name']}: {mine['batch1_ms']:.2f} ms/clip at batch 1, teacher {ref['batch1_ms']:.2f} "
               f"-> {r['speedup_batch1']:.1f}x; batched {r['speedup_batched']:.1f}x", flush=True)
     print(f"timed in {time.monotonic() - t0:.0f} s (load average {load}, {provenance()['torch_threads']} threads)")

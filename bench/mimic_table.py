@@ -70,9 +70,10 @@ def markdown(doc: dict) -> str:
     lines += [f"{'†' * (i + 1)} measured by an earlier run: `{c}` (same splits, teacher and cache; its "
               f"latencies paired with the teacher timed in that run)." for i, c in enumerate(earlier)]
     retimed = sorted({(r["retimed"]["command"], r["retimed"]["when"], r["retimed"]["load_average_1min"],
-                       r["retimed"]["repeats"]) for r in doc["rows"] if r.get("retimed")})
-    lines += [f"‡ latencies re-timed by `{c}` at {w} (load average {ld}): the saved model and the teacher "
+                       r["retimed"]["repeats"], r["retimed"].get("model", "the saved model"))
+                      for r in doc["rows"] if r.get("retimed")})
+    lines += [f"‡ latencies re-timed by `{c}` at {w} (load average {ld}): {m} and the teacher "
               f"interleaved, {n} rounds on the same clips; the run's own first timing is kept in mimic.json "
-              "(`first_timing`)." for c, w, ld, n in retimed]
+              "(`first_timing`)." for c, w, ld, n, m in retimed]
     lines.append("")
     return "\n".join(lines)
