@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,14 @@ from .. import runtime
 from ..config import add_config_args, config_from_args
 from ..data import unlabelled_clips
 from ..heads import accuracy, fit_head, prepare_task
-from ..models.base import Encoder
+from ..models.base import Encoder, EncoderError
+from ..models.cache import StateCache
 from ..results import prepare_out_dir, provenance, write_json
 from ..train import TrainConfig
 from .config import ShareConfig
 from .convert import to_residual
 from .evaluate import load_tokenizer, sentence_clips, whisper_wer
+from .asr import AsrRecovery, padded_batches, teacher_tokens
 from .recover import distill_cache, last_state_error, recover, recovery_set, student_accuracy
 from .size import disk_report, latency_report
 
@@ -78,6 +80,25 @@ def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, w
     return out
 
 
+def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress: bool
+                ) -> tuple[StateCache, StateCache | None]:
+    """Teacher states of the --unlabelled clips, and of those held out to validate the decoder
+    loss. With --asr-weight the clips are encoded whole and followed by silence
+    (`asr.padded_batches`), as the WER check reads sentences, and a tenth of them (at most 32)
+    is held out; without it, none is."""
+    pool_ds, pool_idx = pool
+    asr = cfg.asr_weight > 0
+    n_val = min(32, max(1, len(pool_idx) // 10)) if asr and len(pool_idx) > 1 else 0
+    fit_idx, val_idx = pool_idx[: len(pool_idx) - n_val], pool_idx[len(pool_idx) - n_val:]
+    wrap = padded_batches if asr else (lambda b: b)
+    cache = distill_cache(teacher, wrap(pool_ds.batches(fit_idx, 16)), total=len(fit_idx),
+                          states=cached, desc="teacher states (unlabelled)", progress=progress)
+    val_cache = distill_cache(teacher, wrap(pool_ds.batches(val_idx, 16)), total=len(val_idx),
+                              states="last", desc="teacher states (unlabelled, validation)",
+                              progress=progress) if val_idx else None
+    return cache, val_cache
+
+
 def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = ShareConfig(),
           progress: bool = True) -> ShareResult | None:
     """Convert `model` to the ResidualTransformer form, recover it, and compare it with the teacher.
@@ -108,6 +129,14 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
                                          "data": str(data), "share": asdict(cfg)})
     teacher = load_encoder(model) if isinstance(model, (str, Path)) else model
     teacher.eval()
+    whisper = tok = None  # the original Whisper model (its decoder) and tokenizer
+    if teacher.family == "whisper" and ((cfg.wer_data and cfg.wer_clips > 0) or cfg.asr_weight > 0):
+        whisper, tok = load_tokenizer(str(model)) if isinstance(model, (str, Path)) else (None, "")
+        whisper = teacher.model if whisper is not None else None  # the teacher's own weights
+    if cfg.asr_weight > 0 and whisper is None:
+        raise EncoderError(f"--asr-weight needs a Whisper model given by its spec with its "
+                           f"tokenizer; {getattr(model, 'name', model)} is a {teacher.family!r} "
+                           "model" + (f" ({tok})" if tok else ""))
     task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips or None)
     states = cfg.recover_states if cfg.recover_epochs > 0 else "last"
     cached = "last" if states == "last" else "all"  # the teacher states distilled
@@ -115,28 +144,30 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
                                 total=len(task.splits["train"]),
                                 states=cached, progress=progress)
-    pool_cache = None
+    pool_cache = pool_val = asr = None
     if pool is not None and cfg.recover_epochs > 0:  # encoded once, like the train split
-        pool_ds, pool_idx = pool
-        pool_cache = distill_cache(teacher, pool_ds.batches(pool_idx, 16), total=len(pool_idx),
-                                   states=cached, desc="teacher states (unlabelled)", progress=progress)
+        pool_cache, pool_val = _unlabelled(teacher, pool, cfg, cached, progress)
     val_cache = task.cache(teacher, "validation", progress=progress)
     test_cache = task.cache(teacher, "test", progress=progress)
     teacher.cpu()  # the cached states are on the CPU; so are conversion, recovery and latency
     y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
     head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
                        TrainConfig(epochs=cfg.head_epochs, seed=cfg.seed), progress=progress)
+    if pool_cache is not None and cfg.asr_weight > 0:  # the teacher transcribes them once
+        asr = AsrRecovery(teacher_tokens(whisper, tok, pool_cache, progress=progress),
+                          cfg.asr_weight, pool_val,
+                          teacher_tokens(whisper, tok, pool_val, progress=progress)
+                          if pool_val is not None else None)
     notes: list[str] = []
     if pool is not None and pool_cache is None:
         notes.append("--unlabelled unused: no recovery (--recover-epochs 0)")
     wer_ctx = None
     if teacher.family == "whisper" and cfg.wer_data and cfg.wer_clips > 0:
-        whisper, tok = load_tokenizer(str(model)) if isinstance(model, (str, Path)) else (None, "")
         if whisper is None:
             notes.append(f"WER skipped: {tok or 'give the model as a spec to find its tokenizer'}")
         else:
             waves, refs = sentence_clips(cfg.wer_data, cfg.wer_clips)
-            wer_ctx = (teacher.model, tok, waves, refs)  # the original decoder, whatever the encoder
+            wer_ctx = (whisper, tok, waves, refs)  # the original decoder, whatever the encoder
     teacher_eval = _evaluate(teacher, None, head, test_cache, y_test, wer_ctx)
     block_waves = None
     if groups == "blocks":
@@ -154,10 +185,16 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
         tcfg = TrainConfig(epochs=cfg.recover_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            weight_decay=0.0, patience=cfg.recover_epochs,
                            max_minutes=cfg.recover_minutes, seed=cfg.seed)
-        rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache)
+        rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache,
+                                                       whole=asr is not None)
+        if asr is not None:  # its targets' rows follow the train split's in rec_cache
+            asr = replace(asr, train=asr.train.shifted(len(train_cache)))
+            rec_data["asr"] = {"weight": cfg.asr_weight, "clips": len(asr.train.tokens),
+                               "tokens": sum(len(t) + 1 for t in asr.train.tokens.values()),
+                               "validation_clips": len(asr.val.tokens) if asr.val else 0}
         log = recover(student, rec_cache, tcfg, states=states, head=head, labels=rec_labels,
                       val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
-                      progress=progress)
+                      progress=progress, asr=asr)
         after = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
     if not runtime.is_main():  # latency is timed, and files written, by rank 0 alone
         return None

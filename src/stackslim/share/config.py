@@ -56,6 +56,14 @@ class ShareConfig:
                                                   "beside the train split (their teacher states "
                                                   "are cached: memory grows with them)"})
     max_unlabelled: int = field(default=0, metadata={"help": MAX_UNLABELLED_HELP})
+    asr_weight: float = field(default=0.0, metadata={"help": "Whisper only: weight of the decoder "
+                                                    "loss in the recovery (0: none): the original "
+                                                    "decoder, teacher-forced on the teacher's own "
+                                                    "transcripts of the --unlabelled clips, must "
+                                                    "predict them from the student's states; those "
+                                                    "clips are then kept whole and followed by "
+                                                    "silence, as the WER check reads them, and a "
+                                                    "tenth of them (at most 32) validates"})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
     lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
@@ -79,6 +87,10 @@ class ShareConfig:
 
     def group_spec(self):
         """(groups argument of `to_residual`, max_size) from `groups` and `group`."""
+        if self.asr_weight < 0:
+            raise EncoderError(f"--asr-weight must be >= 0, got {self.asr_weight}")
+        if self.asr_weight > 0 and not self.unlabelled:
+            raise EncoderError("--asr-weight needs clips to transcribe: give --unlabelled SPEC")
         if self.init == "aware" and self.calib <= 0:
             raise EncoderError("--init aware needs calibration clips: --calib N with N > 0")
         if self.group < 0:

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 
 from ..heads.head import ClassifierHead
 from ..models.base import Encoder
-from ..models.cache import StateCache, append_windows
-from ..models.cache import concat_caches  # noqa: F401  (bench/share.py imports it from here)
+from ..models.cache import StateCache, append_windows, concat_caches  # bench/share.py imports concat_caches from here
 from ..train import TrainConfig, TrainLog, train
+from .asr import AsrRecovery, AsrTargets, frozen, token_agreement
 
 
 def distill_cache(teacher: Encoder, batches, total: int | None = None, states: str = "all",
@@ -46,13 +46,14 @@ def distill_cache(teacher: Encoder, batches, total: int | None = None, states: s
                         progress=progress)
 
 
-def recovery_set(train: StateCache, labels: torch.Tensor,
-                 unlabelled: StateCache | None = None) -> tuple[StateCache, torch.Tensor, dict]:
+def recovery_set(train: StateCache, labels: torch.Tensor, unlabelled: StateCache | None = None,
+                 whole: bool = False) -> tuple[StateCache, torch.Tensor, dict]:
     """The clips recovery trains on, their labels, and their count.
 
-    The labelled `train` clips, then the `unlabelled` clips (same cached states) cut into
-    windows of at most the longest train clip (`append_windows`: batches stay dense) with
-    label -1, so that they are distilled on and kept out of the task loss.
+    The labelled `train` clips, then the `unlabelled` clips (same cached states) with label
+    -1, so that they are distilled on and kept out of the task loss: cut into windows of at
+    most the longest train clip (`append_windows`), or kept `whole` (rows len(train) + j:
+    what the decoder loss of `share.asr` needs; `distill_loss` batches them by length).
 
     Returns:
         (cache, labels (N,), counts): counts gives the rows N, the clips and frames of each
@@ -63,7 +64,7 @@ def recovery_set(train: StateCache, labels: torch.Tensor,
               "unlabelled_windows": 0, "unlabelled_frames": 0}
     if unlabelled is None or len(unlabelled) == 0:
         return train, labels, counts
-    cache = append_windows(train, unlabelled)
+    cache = concat_caches(train, unlabelled) if whole else append_windows(train, unlabelled)
     windows = len(cache) - len(train)
     counts.update(rows=len(cache), unlabelled_clips=len(unlabelled), unlabelled_windows=windows,
                   unlabelled_frames=int(unlabelled.lengths.sum()))
@@ -76,24 +77,58 @@ def _targets(L: int, states: str) -> list[int]:
     return list(range(1, L + 1)) if states == "all" else [L]
 
 
+def length_groups(lengths: Sequence[int], rows: Sequence[int], ratio: float = 2.0) -> list[list[int]]:
+    """`rows` split into groups in which no clip is padded to more than `ratio` × its length.
+
+    Whole sentences (whisper-base: 300-500 frames) beside 1 s task clips (50 frames) in one
+    padded batch would cost several times the compute of the clips themselves.
+    """
+    order = sorted(rows, key=lambda r: -int(lengths[r]))
+    groups: list[list[int]] = []
+    for r in order:
+        if groups and int(lengths[r]) * ratio >= int(lengths[groups[-1][0]]):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def distill_loss(student: Encoder, cache: StateCache, rows: Sequence[int], targets: Sequence[int],
                  head: ClassifierHead | None = None, labels: torch.Tensor | None = None,
-                 task_weight: float = 1.0) -> torch.Tensor:
-    """The loss of the module docstring on cache rows `rows`."""
-    x0, n = cache.batch(0, rows)  # (B, T, D), (B,)
+                 task_weight: float = 1.0, asr: AsrTargets | None = None,
+                 asr_weight: float = 0.0) -> torch.Tensor:
+    """The loss of the module docstring on cache rows `rows`, plus asr_weight · L_asr
+    (`share.asr`) when `asr` is given. The rows run in groups of similar length
+    (`length_groups`); every term is summed over the groups before it is normalised, so the
+    loss is that of the whole batch."""
     keep = len(targets) > 1  # else targets == [L]
-    hs = student.stack_forward(x0, n, final_norm=True, keep=keep)
-    mask = hs.mask().unsqueeze(-1).to(x0.dtype)  # (B, T, 1)
-    loss = x0.new_zeros(())
-    for i in targets:
-        t, _ = cache.batch(i, rows)  # (B, T, D)
-        h = hs.states[i] if keep else hs.states[-1]  # (B, T, D)
-        loss = loss + (((h - t) ** 2) * mask).sum() / ((t ** 2) * mask).sum().clamp_min(1e-12)
-    loss = loss / len(targets)
-    if head is not None and labels is not None:
-        y = labels[list(rows)]
-        if bool((y >= 0).any()):
-            loss = loss + task_weight * F.cross_entropy(head(hs.states[-1], n), y, ignore_index=-1)
+    num = {i: 0.0 for i in targets}
+    den = {i: 0.0 for i in targets}
+    ce = asr_sum = 0.0
+    ce_n = asr_n = 0
+    for group in length_groups(cache.lengths, rows):
+        x0, n = cache.batch(0, group)  # (B, T, D), (B,)
+        hs = student.stack_forward(x0, n, final_norm=True, keep=keep)
+        mask = hs.mask().unsqueeze(-1).to(x0.dtype)  # (B, T, 1)
+        for i in targets:
+            t, _ = cache.batch(i, group)  # (B, T, D)
+            h = hs.states[i] if keep else hs.states[-1]  # (B, T, D)
+            num[i] = num[i] + (((h - t) ** 2) * mask).sum()
+            den[i] = den[i] + ((t ** 2) * mask).sum()
+        if head is not None and labels is not None:
+            y = labels[list(group)]
+            if bool((y >= 0).any()):
+                ce = ce + F.cross_entropy(head(hs.states[-1], n), y, ignore_index=-1,
+                                          reduction="sum")
+                ce_n += int((y >= 0).sum())
+        if asr is not None and asr_weight > 0:
+            s, c = asr.loss_sum(hs.states[-1], n, group)
+            asr_sum, asr_n = asr_sum + s, asr_n + c
+    loss = sum(num[i] / torch.as_tensor(den[i]).clamp_min(1e-12) for i in targets) / len(targets)
+    if ce_n:
+        loss = loss + task_weight * ce / ce_n
+    if asr_n:
+        loss = loss + asr_weight * asr_sum / asr_n
     return loss
 
 
@@ -155,7 +190,8 @@ class RecoveryLog:
 def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states: str = "all",
             head: ClassifierHead | None = None, labels: torch.Tensor | None = None,
             val_cache: StateCache | None = None, val_labels: torch.Tensor | None = None,
-            task_weight: float = 1.0, progress: bool = True) -> RecoveryLog:
+            task_weight: float = 1.0, progress: bool = True,
+            asr: AsrRecovery | None = None) -> RecoveryLog:
     """Distil the teacher's cached states into `student`'s stack (in place).
 
     Args:
@@ -170,24 +206,27 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
             by accuracy when a head and labels are given, else by −(last-state error); when no
             epoch beats the converted student's own score, the converted weights are kept.
         task_weight: λ of the task loss.
+        asr: the decoder loss of `share.asr` (Whisper): its targets, weight, and held-out
+            clips; validation then scores (accuracy + token agreement) / 2, or the token
+            agreement alone without a head.
 
     Returns:
         A `RecoveryLog` (of both phases together for "all-then-last").
     """
     if states != "all-then-last":
         return _recover(student, train_cache, cfg, states, head, labels, val_cache, val_labels,
-                        task_weight, progress)
+                        task_weight, progress, asr)
     t0 = time.monotonic()
     half = replace(cfg, epochs=max(1, cfg.epochs // 2), max_minutes=cfg.max_minutes / 2)
     first = _recover(student, train_cache, half, "all", head, labels, val_cache, val_labels,
-                     task_weight, progress)
+                     task_weight, progress, asr)
     left = cfg.max_minutes - (time.monotonic() - t0) / 60  # what the first phase left over
     if cfg.max_minutes > 0 and left <= 0:  # the first phase ran over its half: no second one
         first.train.seconds = time.monotonic() - t0
         return first
     rest = replace(cfg, epochs=max(1, cfg.epochs - half.epochs), max_minutes=max(left, 0.0))
     second = _recover(student, train_cache, rest, "last", head, labels, val_cache, val_labels,
-                      task_weight, progress)
+                      task_weight, progress, asr)
     t1, t2 = first.train, second.train
     merged = TrainLog(epochs_run=t1.epochs_run + t2.epochs_run,
                       best_epoch=(t1.epochs_run + t2.best_epoch) if t2.best_epoch >= 0 else t1.best_epoch,
@@ -200,7 +239,8 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
 def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states: str = "all",
              head: ClassifierHead | None = None, labels: torch.Tensor | None = None,
              val_cache: StateCache | None = None, val_labels: torch.Tensor | None = None,
-             task_weight: float = 1.0, progress: bool = True) -> RecoveryLog:
+             task_weight: float = 1.0, progress: bool = True,
+             asr: AsrRecovery | None = None) -> RecoveryLog:
     """One phase of `recover` (states "all" or "last")."""
     targets = _targets(student.num_layers, states)
     missing = [i for i in [0, *targets] if i not in train_cache.states]
@@ -217,6 +257,13 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
         else:
             def validate() -> float:
                 return -last_state_error(student, val_cache)
+    if asr is not None and asr.val_cache is not None and asr.val is not None:
+        task_score = validate if head is not None and val_labels is not None else None
+
+        def validate() -> float:
+            agree = token_agreement(student, asr.val, asr.val_cache)
+            return agree if task_score is None else 0.5 * (task_score() + agree)
+    decoder = asr.train.model if asr is not None else torch.nn.Module()
     params = list({id(p): p for p in student.layers.parameters()}.values())
     initial = start = None
     if validate is not None:
@@ -224,10 +271,13 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
         initial = float(validate())
         start = copy.deepcopy(student.layers.state_dict())
     try:
-        log = train(student.layers, len(train_cache),
-                    lambda rows: distill_loss(student, train_cache, rows, targets, head, labels,
-                                              task_weight),
-                    cfg, validate=validate, params=params, desc="recovery", progress=progress)
+        with frozen(decoder):  # the original decoder passes gradients, is never trained
+            log = train(student.layers, len(train_cache),
+                        lambda rows: distill_loss(student, train_cache, rows, targets, head,
+                                                  labels, task_weight,
+                                                  asr.train if asr else None,
+                                                  asr.weight if asr else 0.0),
+                        cfg, validate=validate, params=params, desc="recovery", progress=progress)
         kept = initial is not None and not log.best_score > initial
         if kept:
             student.layers.load_state_dict(start)

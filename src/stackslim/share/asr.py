@@ -1,0 +1,156 @@
+"""Recovery for transcription: train a shared Whisper encoder on what the decoder reads.
+
+Matching hidden states frame by frame (`recover.distill_loss`) brings keyword accuracy back, but
+the original decoder is far more sensitive than a pooled head: a shared whisper-base at 49.9% of
+the stack recovered to the teacher's keyword accuracy while its WER rose from 97% to 141%
+(bench/results/share-cli-whisper-base-K3-r56). Two reasons, both fixed here:
+
+1. Its sentences were cut into 1 s windows (the task clips' length), while the WER check reads
+   whole sentences followed by silence (`evaluate.pad_silence`): the student never saw frames
+   past the first second nor the silent tail. Here the unlabelled clips are kept whole and
+   padded the same way (`padded_batches`).
+2. Nothing in the loss measured what the decoder does with the states. Sequence-level
+   distillation (Kim & Rush, 2016) through the frozen original decoder adds it: the teacher
+   transcribes each unlabelled clip once (greedy, `teacher_tokens`), and the decoder,
+   teacher-forced on those tokens y_u = (prompt, text, eot), must predict them from the
+   student's last state h_L(u) (after the final norm):
+
+       L_asr = (1 / Σ_u |y_u|) Σ_u Σ_t −log p_dec(y_u,t | y_u,<t, h_L(u))
+
+   over the text tokens and eot of every unlabelled clip u of the batch. The decoder has no
+   cross-attention mask, so each clip is decoded alone at its own length.
+
+Validation (`token_agreement`): the share of teacher tokens the decoder's argmax predicts from
+the student's states on held-out unlabelled clips, teacher-forced. It tracks WER without
+decoding (greedy decoding of every validation clip each epoch would cost more than the epoch).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import runtime
+from ..models.cache import StateCache
+from .evaluate import pad_silence
+
+
+def padded_batches(batches):
+    """`(waves, indices)` batches with every clip followed by silence, as `whisper_wer` reads
+    sentences (`pad_silence`: up to max(6 s, clip + 3.5 s))."""
+    for waves, idx in batches:
+        yield pad_silence(waves), idx
+
+
+@dataclass
+class AsrTargets:
+    """The frozen Whisper model and, per cache row, the teacher's token ids to predict.
+
+    Attributes:
+        model: WhisperForConditionalGeneration; its decoder and projection are used, frozen.
+        prompt: the decoder prompt (``<|startoftranscript|> ... <|notimestamps|>``).
+        eot: the end-of-text id.
+        tokens: cache row → the teacher's text token ids (prompt and eot excluded).
+    """
+
+    model: torch.nn.Module
+    prompt: list[int]
+    eot: int
+    tokens: dict[int, list[int]]
+
+    def shifted(self, offset: int) -> "AsrTargets":
+        """The same targets for rows moved by `offset` (clips appended after others)."""
+        return AsrTargets(self.model, self.prompt, self.eot,
+                          {r + offset: t for r, t in self.tokens.items()})
+
+    def _logits(self, h: torch.Tensor, toks: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits (S, V) of one clip's states h (T, D) and their targets (S,):
+        the text tokens and eot, each predicted from everything before it."""
+        ids = torch.tensor([self.prompt + toks + [self.eot]], device=h.device)  # (1, P + n + 1)
+        out = self.model.model.decoder(input_ids=ids[:, :-1], encoder_hidden_states=h[None])
+        start = len(self.prompt) - 1  # the position whose next token is the first text token
+        logits = self.model.proj_out(out.last_hidden_state[0, start:])  # (n + 1, V)
+        return logits, ids[0, start + 1:]
+
+    def loss_sum(self, states: torch.Tensor, lengths: torch.Tensor, rows: Sequence[int]
+                 ) -> tuple[torch.Tensor, int]:
+        """Σ of −log p over the target tokens of the batch's rows that have targets, and their
+        count. states: (B, T, D) last states of `rows`; lengths (B,)."""
+        total, count = states.new_zeros(()), 0
+        for b, r in enumerate(rows):
+            toks = self.tokens.get(r)
+            if toks is None:
+                continue
+            logits, y = self._logits(states[b, : int(lengths[b])], toks)
+            total = total + F.cross_entropy(logits.float(), y, reduction="sum")
+            count += len(y)
+        return total, count
+
+
+def teacher_tokens(model: torch.nn.Module, tokenizer, cache: StateCache, max_new_tokens: int = 64,
+                   desc: str = "teacher transcripts", progress: bool = True) -> AsrTargets:
+    """The teacher's greedy transcripts of the clips of `cache` (its last states, key -1), once.
+
+    Under torchrun each rank decodes rows r, r + W, ... and the ranks exchange their tokens.
+    """
+    from ..models.transcribe import greedy_decode, prompt_ids
+
+    model.eval()
+    prompt, eot = prompt_ids(model, tokenizer)
+    r, w = runtime.rank(), runtime.world_size()
+    mine: dict[int, list[int]] = {}
+    rows = range(r, len(cache), w)
+    for row in tqdm(rows, desc=desc, unit="clip", leave=False,
+                    disable=not progress or not runtime.is_main()):
+        h = cache.states[-1][row]  # (T, D)
+        mine[row] = greedy_decode(model, h[None], prompt, eot, max_new_tokens)[0]
+    if runtime.is_distributed():
+        for part in runtime.all_gather_objects(mine):
+            mine.update(part)
+    return AsrTargets(model, prompt, eot, dict(sorted(mine.items())))
+
+
+@dataclass
+class AsrRecovery:
+    """What `recover` needs for the decoder loss: targets of recovery-cache rows, the weight
+    μ of L_asr, and held-out clips (states 0 and L, and their targets) for validation."""
+
+    train: AsrTargets
+    weight: float = 1.0
+    val_cache: StateCache | None = None
+    val: AsrTargets | None = None
+
+
+@torch.no_grad()
+def token_agreement(student, targets: AsrTargets, cache: StateCache, batch_size: int = 16) -> float:
+    """Share of the teacher's tokens (text and eot) that the decoder's argmax predicts from the
+    student's last states, teacher-forced, over the rows of `cache` that have targets."""
+    right = count = 0
+    rows_all = sorted(targets.tokens)
+    for s in range(0, len(rows_all), batch_size):
+        rows = rows_all[s : s + batch_size]
+        x0, n = cache.batch(0, rows)
+        h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]
+        for b, r in enumerate(rows):
+            logits, y = targets._logits(h[b, : int(n[b])], targets.tokens[r])
+            right += int((logits.argmax(-1) == y).sum())
+            count += len(y)
+    return right / max(count, 1)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """`module`'s parameters without gradients inside the block (gradients still flow through
+    it to its inputs), restored after."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
