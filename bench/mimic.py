@@ -101,7 +101,7 @@ def cache_all(enc, task, pool_idx, pool_ds, boundary, args) -> dict:
            "pool": pool_idx, "version": 1}
     path = Path(args.cache)
     if path.is_file():
-        saved = torch.load(path, weights_only=False)
+        saved = torch.load(path, weights_only=True)  # tensors, lists, dicts and str only
         if saved.get("key") == key:
             log(f"teacher states loaded from {path}")
             return saved["caches"]

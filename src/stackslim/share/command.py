@@ -251,8 +251,10 @@ def run(ns: argparse.Namespace) -> int:
         line += f" → {r.after['accuracy']:.3f} after recovery"
         n = r.recovery["data"]
         if n["unlabelled_clips"]:
+            how = ("whole, with the decoder loss" if "asr" in n
+                   else f"in {n['unlabelled_windows']} windows")
             line += (f" (on {n['labelled_clips']} labelled clips + {n['unlabelled_clips']} "
-                     f"unlabelled in {n['unlabelled_windows']} windows)")
+                     f"unlabelled, {how})")
     if "wer" in r.teacher:
         line += (f"; WER {r.teacher['wer']:.3f} → {r.before['wer']:.3f}"
                  + (f" → {r.after['wer']:.3f}" if r.after else ""))
