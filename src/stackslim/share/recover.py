@@ -5,6 +5,7 @@ both are cached once (`StateCache`) and only the stack runs per step. The loss o
 
     L = (1 / |S|) Σ_{i ∈ S} Σ_valid ‖h_i^student − h_i^teacher‖² / Σ_valid ‖h_i^teacher‖²
         + λ · CE(head(h_L^student), y)                         (with a head and labels)
+        + μ · L_asr                      (Whisper, `--asr-weight`: the decoder loss of `share.asr`)
 
 with S = all hidden states 1..L (``states="all"``) or only L (``"last"``), or both in turn
 (``"all-then-last"``: the time budget and the epochs split in two; first every layer is pulled
@@ -267,9 +268,13 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
     params = list({id(p): p for p in student.layers.parameters()}.values())
     initial = start = None
     if validate is not None:
+        v0 = time.monotonic()
         student.eval()
         initial = float(validate())
         start = copy.deepcopy(student.layers.state_dict())
+        if cfg.max_minutes > 0:  # this check is part of the budget too
+            cfg = replace(cfg, max_minutes=max(cfg.max_minutes - (time.monotonic() - v0) / 60,
+                                               1e-6))
     try:
         with frozen(decoder):  # the original decoder passes gradients, is never trained
             log = train(student.layers, len(train_cache),

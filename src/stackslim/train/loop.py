@@ -102,7 +102,8 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
 
     With `validate`, the weights of the best-scoring epoch are restored at the end and training
     stops after `cfg.patience` epochs without improvement. With `cfg.max_minutes`, training stops
-    once the budget is spent (checked after every step).
+    once the budget is spent (checked after every step), the epoch-end validation included: the
+    steps stop as long before the deadline as the last validation took.
     """
     params = [p for p in (params if params is not None else module.parameters()) if p.requires_grad]
     params = list({id(p): p for p in params}.values())  # a shared tensor once (optimiser, DDP)
@@ -115,6 +116,9 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
     best_state = None
     t0 = time.monotonic()
     deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+    # the budget covers the validation that ends an epoch too: steps stop that much earlier
+    # (the last validation's time; a 20-minute share recovery ran 34 s over without it)
+    reserve = 0.0
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress or not runtime.is_main(),
                leave=False)
     for epoch in bar:
@@ -133,7 +137,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
                 # agreed before backward: a rank that raised or stopped alone would leave the
                 # others waiting in DDP's gradient all_reduce
                 bad, out_of_time = (f > 0 for f in runtime.all_reduce_floats(
-                    [not torch.isfinite(local), time.monotonic() > deadline], "max"))
+                    [not torch.isfinite(local), time.monotonic() + reserve > deadline], "max"))
                 if bad:
                     raise FloatingPointError(f"{desc}: loss became non-finite at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
@@ -143,7 +147,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
             total += local.item() * mine
             count += mine
             if step is None:
-                out_of_time = time.monotonic() > deadline
+                out_of_time = time.monotonic() + reserve > deadline
             if out_of_time:
                 break
         module.eval()
@@ -152,8 +156,11 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
             total, count = runtime.all_reduce_floats([total, count])
         log.train_loss.append(total / max(count, 1))
         if validate is not None:
+            v0 = time.monotonic()
             with torch.no_grad():
                 score = runtime.broadcast_float(validate())  # rank 0's: one decision for all
+            reserve = runtime.all_reduce_floats([time.monotonic() - v0], "max")[0] \
+                if step is not None else time.monotonic() - v0
             log.val_score.append(score)
             if score > log.best_score:
                 log.best_score, log.best_epoch = score, epoch
@@ -164,7 +171,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
                 break
         else:
             bar.set_postfix(loss=f"{log.train_loss[-1]:.4f}")
-        if _past(deadline, step is not None):
+        if _past(deadline - reserve, step is not None):  # no room for another epoch's check
             log.stopped_by = "time"
             break
     bar.close()
