@@ -67,7 +67,7 @@ class AsrTargets:
         return AsrTargets(self.model, self.prompt, self.eot,
                           {r + offset: t for r, t in self.tokens.items()})
 
-    def _logits(self, h: torch.Tensor, toks: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, h: torch.Tensor, toks: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits (S, V) of one clip's states h (T, D) and their targets (S,):
         the text tokens and eot, each predicted from everything before it."""
         ids = torch.tensor([self.prompt + toks + [self.eot]], device=h.device)  # (1, P + n + 1)
@@ -85,7 +85,7 @@ class AsrTargets:
             toks = self.tokens.get(r)
             if toks is None:
                 continue
-            logits, y = self._logits(states[b, : int(lengths[b])], toks)
+            logits, y = self.logits(states[b, : int(lengths[b])], toks)
             total = total + F.cross_entropy(logits.float(), y, reduction="sum")
             count += len(y)
         return total, count
@@ -136,7 +136,7 @@ def token_agreement(student, targets: AsrTargets, cache: StateCache, batch_size:
         x0, n = cache.batch(0, rows)
         h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]
         for b, r in enumerate(rows):
-            logits, y = targets._logits(h[b, : int(n[b])], targets.tokens[r])
+            logits, y = targets.logits(h[b, : int(n[b])], targets.tokens[r])
             right += int((logits.argmax(-1) == y).sum())
             count += len(y)
     return right / max(count, 1)
