@@ -7,7 +7,9 @@ Each run is a plain `stackslim share MODEL DATA --out DIR ...` (no bench code in
 command is rebuilt from the config recorded in its share.json (every option that differs from
 `ShareConfig`'s default), so that each row says how to rerun it. Writes
 bench/results/share-cli.md: stack size, keyword accuracy and WER of the teacher, right after
-conversion and after recovery, with what the recovery trained on and how long it ran.
+conversion and after recovery, with what the recovery trained on and how long it ran. A run
+folder's optional `NOTE.md` (how the machine was shared while it ran, say) is quoted under the
+table.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def row(name: str, run: dict) -> str:
             f"{rec.get('seconds', 0) / 60:.1f} min, lr {run['config']['lr']:g} |")
 
 
-def markdown(runs: list[tuple[str, dict]]) -> str:
+def markdown(runs: list[tuple[str, dict]], notes: dict[str, str] | None = None) -> str:
     lines = ["# `stackslim share` runs from the command line", "",
              "Rebuilt by `python bench/share_cli_table.py` from each folder's share.json. CPU, 1 torch "
              "thread (OMP_NUM_THREADS=1), on the project's 2-core machine. Keyword accuracy (KWS): test "
@@ -63,6 +65,7 @@ def markdown(runs: list[tuple[str, dict]]) -> str:
     lines += [row(name, run) for name, run in runs]
     lines += ["", "Commands (DIR: the run's folder):", ""]
     lines += [f"- {name}: `{command(run)}`" for name, run in runs]
+    lines += [f"- {name}: {text.strip()}" for name, text in (notes or {}).items()]
     lines += [f"- {name}: WER examples after recovery: "
               + "; ".join(f"“{h[:80] + ('…' if len(h) > 80 else '')}”" for h in (run.get("after") or {}).get("wer_examples", []))
               for name, run in runs]
@@ -71,14 +74,16 @@ def markdown(runs: list[tuple[str, dict]]) -> str:
 
 def main(argv: list[str]) -> int:
     dirs = [Path(a) for a in argv] or sorted(OUT.glob("share-cli-*"))
-    runs = []
+    runs, notes = [], {}
     for d in dirs:
+        if (d / "NOTE.md").is_file():
+            notes[d.name] = (d / "NOTE.md").read_text()
         f = d / "share.json"
         if not f.is_file():
             print(f"{f}: no share.json (not a finished share run)", file=sys.stderr)
             return 2
         runs.append((d.name, json.loads(f.read_text())))
-    write_atomic(OUT / "share-cli.md", markdown(runs))
+    write_atomic(OUT / "share-cli.md", markdown(runs, notes))
     print(f"wrote {OUT / 'share-cli.md'} ({len(runs)} runs)")
     return 0
 
