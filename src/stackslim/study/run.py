@@ -207,12 +207,13 @@ def _compare_step(enc: Encoder, ds, cfg: StudyConfig, summaries: dict):
 
 
 @torch.inference_mode()
-def interleaved_latency(fns: dict, waves: list, repeats: int = 5) -> dict[str, dict]:
+def interleaved_latency(fns: dict, waves: list, repeats: int = 5, shuffle: bool = True) -> dict[str, dict]:
     """Median ms per clip at batch 1 and batched, for every variant, timed round-robin so that
     machine noise hits all variants alike. Each round takes the variants in a new seeded random
     order: the variant timed right after a large one finds the caches filled with the other's
-    weights (three identical small models after whisper-base in a fixed order: 6.7 ms for the
-    one that follows the teacher, 5.6 ms for the others), so no variant keeps that place."""
+    weights (bench/latency_order.py: three identical small models after whisper-base in a fixed
+    order, the one that follows the teacher is the slowest), so no variant keeps that place.
+    `shuffle=False`: the fixed order of `fns`, to measure that bias."""
     one = {k: [] for k in fns}
     many = {k: [] for k in fns}
     for f in fns.values():  # warm-up
@@ -221,7 +222,7 @@ def interleaved_latency(fns: dict, waves: list, repeats: int = 5) -> dict[str, d
     keys = list(fns)
     rng = np.random.default_rng(0)
     for _ in range(repeats):
-        for k in [keys[i] for i in rng.permutation(len(keys))]:
+        for k in [keys[i] for i in (rng.permutation(len(keys)) if shuffle else range(len(keys)))]:
             f = fns[k]
             one[k].append(measure_latency(f, waves[:1], warmup=0, repeats=1)["median_ms"])
             many[k].append(measure_latency(f, waves, warmup=0, repeats=1)["median_ms"] / len(waves))
