@@ -39,3 +39,14 @@ def test_the_beam_keeps_distinct_sets_not_reorderings():
     _, info, _ = _run(2)
     for step in info["beams_per_step"]:
         assert len({frozenset(b) for b in step}) == len(step)
+
+
+def test_among_equally_long_curves_the_beam_takes_the_one_nearest_one_more_deletion():
+    # both [1, 2, ...] and [2, 3, ...] delete 1 layer on validation; [1, 2] has the larger area
+    # (0.99 + 0.93 against 0.96 + 0.94) but [2, 3] misses the threshold (0.95) by less
+    acc_of = {frozenset(): 1.0, frozenset({1}): 0.99, frozenset({2}): 0.96, frozenset({3}): 0.955,
+              frozenset({1, 2}): 0.93, frozenset({1, 3}): 0.5, frozenset({2, 3}): 0.94,
+              frozenset({1, 2, 3}): 0.1}
+    ctx = ScoringContext(runner=None, head=None, num_layers=4, threshold=0.95, beam_width=3)
+    order, info = _beam(ctx, lambda kept: acc_of[frozenset({1, 2, 3}) - set(kept)], "beam")
+    assert order == [2, 3, 1] and info["val_deletable"] == 1
