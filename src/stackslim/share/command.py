@@ -100,7 +100,7 @@ def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress:
 
 
 def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = ShareConfig(),
-          progress: bool = True) -> ShareResult | None:
+          progress: bool = True, spec: str | None = None) -> ShareResult | None:
     """Convert `model` to the ResidualTransformer form, recover it, and compare it with the teacher.
 
     Args:
@@ -108,6 +108,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
         data: a labelled data set (folder, CSV, or synth-commands).
         out: output folder (share.json, config.json, model/).
         cfg: the settings (`ShareConfig`).
+        spec: when `model` is an Encoder, the spec it was loaded from: Whisper's tokenizer comes
+            from there (WER, `asr_weight`); the Encoder's own weights are used either way.
 
     Returns:
         The ShareResult also written to ``out/share.json``; None on the ranks other than 0
@@ -131,7 +133,8 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     teacher.eval()
     whisper = tok = None  # the original Whisper model (its decoder) and tokenizer
     if teacher.family == "whisper" and ((cfg.wer_data and cfg.wer_clips > 0) or cfg.asr_weight > 0):
-        whisper, tok = load_tokenizer(str(model)) if isinstance(model, (str, Path)) else (None, "")
+        tok_spec = str(model) if isinstance(model, (str, Path)) else spec
+        whisper, tok = load_tokenizer(tok_spec) if tok_spec else (None, "")
         whisper = teacher.model if whisper is not None else None  # the teacher's own weights
     if cfg.asr_weight > 0 and whisper is None:
         raise EncoderError(f"--asr-weight needs a Whisper model given by its spec with its "

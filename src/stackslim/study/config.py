@@ -32,6 +32,17 @@ class StudyConfig:
         "choices": ("svd", "aware")})
     share_align: bool = field(default=False, metadata={
         "help": "align FFN neurons and attention heads across each group before sharing"})
+    share_recover_states: str = field(default="all", metadata={
+        "help": "hidden states the shared variants' recovery distils: all, last, or all-then-last",
+        "choices": ("all", "last", "all-then-last")})
+    share_unlabelled: str = field(default="", metadata={
+        "help": "unlabelled clips beside the labelled ones in the shared variants' recovery "
+                "(e.g. synth-sentences); needed by --share-asr-weight"})
+    share_max_unlabelled: int = field(default=300, metadata={
+        "help": "at most this many --share-unlabelled clips, a seeded subset (0: all)"})
+    share_asr_weight: float = field(default=0.0, metadata={
+        "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
+                "see `stackslim share --asr-weight`), so that they keep transcribing"})
     train_minutes: float = field(default=1.5, metadata={"help": "time budget of each training stage / recovery"})
     wer_clips: int = field(default=30, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed per variant for CPU latency"})

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..heads import ClassifierHead, prepare_task
-from ..models import Encoder, load_encoder
+from ..models import Encoder, EncoderError, load_encoder
 from ..models.latency import bytes_on_disk, measure_latency
 from ..models.memo import memo_of, remember_states
 from ..results import prepare_out_dir, provenance, write_json
@@ -77,7 +77,7 @@ def _mimic_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
     return run
 
 
-def _share_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
+def _share_step(model: str, enc: Encoder, ds, cfg: StudyConfig, spec: str):
     def run(folder: Path) -> dict:
         from ..share.command import share
         from ..share.config import ShareConfig
@@ -85,8 +85,10 @@ def _share_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
         groups, k, rank = parse_share(spec)
         scfg = ShareConfig(group=k, groups=groups, rank=rank, task=cfg.task, max_clips=cfg.max_clips,
                            init=cfg.share_init, align=cfg.share_align, recover_minutes=cfg.train_minutes,
+                           recover_states=cfg.share_recover_states, unlabelled=cfg.share_unlabelled,
+                           max_unlabelled=cfg.share_max_unlabelled, asr_weight=cfg.share_asr_weight,
                            wer_clips=0, latency_clips=0, seed=cfg.seed)
-        r = share(enc, ds, folder, scfg).to_json()
+        r = share(enc, ds, folder, scfg, spec=model).to_json()
         after = r["after"] or r["before"]
         acc_t = r["teacher"]["accuracy"]
         return {"accuracy": after["accuracy"], "before_accuracy": r["before"]["accuracy"],
@@ -94,6 +96,14 @@ def _share_step(enc: Encoder, ds, cfg: StudyConfig, spec: str):
                 "stack_ratio": r["size"]["stack_ratio"], "groups": r["groups"],
                 "model_dir": str(folder / "model")}
     return run
+
+
+def _share_recovery_knobs(cfg: StudyConfig) -> list:
+    """What changes a shared variant's recovery beyond its spec and budget (for the step keys).
+    The defaults give the keys of studies run before these knobs, so those still resume."""
+    names = ("share_recover_states", "share_unlabelled", "share_max_unlabelled", "share_asr_weight")
+    knobs = [getattr(cfg, n) for n in names]
+    return [] if knobs == [getattr(StudyConfig(), n) for n in names] else knobs
 
 
 def _pruned_variants(prune_summary: dict) -> dict[str, tuple[str, list[int]]]:
@@ -240,6 +250,11 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
     enc = load_encoder(model)
     ds = load_dataset(data)
     is_whisper = enc.family == "whisper"
+    if cfg.share_asr_weight > 0 and not (is_whisper and cfg.share_unlabelled):
+        # fail before the first step, not after prune and mimic have run
+        raise EncoderError(f"--share-asr-weight needs a Whisper model and clips to transcribe "
+                           f"(--share-unlabelled SPEC); got {enc.family!r} and "
+                           f"{cfg.share_unlabelled or 'no --share-unlabelled'}")
     names = (["analyze", "prune"] + [f"mimic-{m}" for m in cfg.mimic_grid]
              + [f"share-{s}" for s in cfg.share_grid] + (["wer"] if is_whisper else []) + ["compare"])
     runner = StepRunner(out, names, progress=progress, stop_after=cfg.stop_after)
@@ -252,14 +267,13 @@ def study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATA, out: str | os.Pa
             summaries["prune"] = runner.run("prune", step_key(*base, cfg.strategies), _prune_step(enc, ds, cfg))
             summaries["mimic"] = {m: runner.run(f"mimic-{m}", step_key(*base, m, cfg.train_minutes),
                                                 _mimic_step(enc, ds, cfg, m)) for m in cfg.mimic_grid}
-            summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes,
-                                                                        cfg.share_init, cfg.share_align),
-                                                _share_step(enc, ds, cfg, s)) for s in cfg.share_grid}
+            share_knobs = [cfg.share_init, cfg.share_align, *_share_recovery_knobs(cfg)]
+            summaries["share"] = {s: runner.run(f"share-{s}", step_key(*base, s, cfg.train_minutes, *share_knobs),
+                                                _share_step(model, enc, ds, cfg, s)) for s in cfg.share_grid}
             if is_whisper:
                 dirs = {step: {k: v["model_dir"] for k, v in summaries[step].items()} for step in ("mimic", "share")}
                 summaries["wer"] = runner.run("wer", step_key(*base, cfg.strategies, cfg.mimic_grid, cfg.share_grid,
-                                                              cfg.wer_clips, cfg.train_minutes, cfg.share_init,
-                                                              cfg.share_align),
+                                                              cfg.wer_clips, cfg.train_minutes, *share_knobs),
                                               _wer_step(model, enc, cfg, summaries["prune"], dirs["mimic"],
                                                         dirs["share"]))
         # outside the memo: the teacher's latency must be its forward pass, not a lookup
