@@ -10,7 +10,7 @@ from stackslim.cli import main
 from stackslim.models import load_encoder
 from stackslim.models.cache import StateCache
 from stackslim.share import to_residual
-from stackslim.share.asr import AsrTargets, frozen, token_agreement
+from stackslim.share.asr import AsrTargets, frozen, soft_targets, token_agreement
 from stackslim.share.recover import distill_cache, distill_loss, length_groups, recovery_set
 from stackslim.train import TrainConfig, train
 
@@ -107,9 +107,39 @@ def test_decoder_loss_trains_the_stack_and_leaves_the_decoder(whisper_setup):
 
 
 def test_targets_shift_with_their_rows(whisper_setup):
-    _, _, asr = whisper_setup
+    _, cache, asr = whisper_setup
     moved = asr.shifted(10)
     assert moved.tokens == {r + 10: t for r, t in asr.tokens.items()}
+    soft = soft_targets(asr, cache, 3).shifted(10)
+    assert sorted(soft.soft) == sorted(moved.tokens)
+
+
+def _loss(asr: AsrTargets, states: torch.Tensor, cache: StateCache) -> float:
+    rows = sorted(asr.tokens)
+    with torch.no_grad():
+        s, c = asr.loss_sum(states[rows], cache.lengths[rows], rows)
+    return float(s) / c
+
+
+def test_top_1_soft_targets_are_the_greedy_token_loss(whisper_setup):
+    teacher, cache, asr = whisper_setup  # its tokens are the teacher decoder's argmax
+    student = to_residual(teacher, groups=4, rank=1, diag=False)
+    h = student.stack_forward(*cache.batch(0, list(range(len(cache))))).states[-1].detach()
+    assert _loss(soft_targets(asr, cache, 1), h, cache) == pytest.approx(_loss(asr, h, cache), rel=1e-5)
+
+
+def test_full_soft_targets_are_cross_entropy_to_the_teacher_decoder(whisper_setup):
+    # K = V: L = (1/S) Σ_t H(q_t, p_t), least (the entropy of q) where p = q: the teacher's states
+    teacher, cache, asr = whisper_setup
+    full = soft_targets(asr, cache, teacher.model.config.vocab_size)
+    rows = sorted(asr.tokens)
+    entropy = sum(float(-(q * q.clamp_min(1e-30).log()).sum()) for q, _ in full.soft.values())
+    entropy /= sum(len(asr.tokens[r]) + 1 for r in rows)
+    h_teacher = cache.batch(-1, list(range(len(cache))))[0]
+    assert _loss(full, h_teacher, cache) == pytest.approx(entropy, rel=1e-4)
+    student = to_residual(teacher, groups=4, rank=1, diag=False)
+    h = student.stack_forward(*cache.batch(0, list(range(len(cache))))).states[-1].detach()
+    assert _loss(full, h, cache) > entropy
 
 
 def test_recovery_set_keeps_unlabelled_clips_whole(whisper_setup):
@@ -127,6 +157,7 @@ def test_recovery_set_keeps_unlabelled_clips_whole(whisper_setup):
 @pytest.mark.parametrize("model,extra,needle", [
     ("random:whisper", [], "--unlabelled"),
     ("random:wav2vec2", ["--unlabelled", "POOL"], "Whisper"),
+    ("random:whisper", ["--unlabelled", "POOL", "--asr-top-k", "0"], "--asr-top-k"),
 ])
 def test_asr_weight_errors_are_one_line(tone_data, tmp_path, capsys, model, extra, needle):
     extra = [str(tone_data) if e == "POOL" else e for e in extra]

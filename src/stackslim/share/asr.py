@@ -19,6 +19,13 @@ the stack recovered to the teacher's keyword accuracy while its WER rose from 97
 
    over the text tokens and eot of every unlabelled clip u of the batch. The decoder has no
    cross-attention mask, so each clip is decoded alone at its own length.
+   With `top_k` = K > 1 (word-level distillation, also Kim & Rush) each position's target is
+   the teacher decoder's distribution q_t instead of its one greedy token: its K most likely
+   tokens, renormalised, from the teacher's own states, computed once:
+
+       L_asr = (1 / Σ_u |y_u|) Σ_u Σ_t −Σ_{j ∈ top-K(q_t)} q_t(j) log p_dec(j | y_u,<t, h_L(u))
+
+   K = 1 is the greedy-token loss above (the greedy token is the teacher's argmax).
 
 Validation (`token_agreement`): the share of teacher tokens the decoder's argmax predicts from
 the student's states on held-out unlabelled clips, teacher-forced. It tracks WER without
@@ -27,7 +34,7 @@ decoding (greedy decoding of every validation clip each epoch would cost more th
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -55,17 +62,22 @@ class AsrTargets:
         prompt: the decoder prompt (``<|startoftranscript|> ... <|notimestamps|>``).
         eot: the end-of-text id.
         tokens: cache row → the teacher's text token ids (prompt and eot excluded).
+        soft: cache row → (q (S, K), ids (S, K)): the teacher decoder's K most likely tokens at
+            each of the S = len(tokens) + 1 target positions and their renormalised
+            probabilities; None: the greedy tokens are the targets.
     """
 
     model: torch.nn.Module
     prompt: list[int]
     eot: int
     tokens: dict[int, list[int]]
+    soft: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def shifted(self, offset: int) -> "AsrTargets":
         """The same targets for rows moved by `offset` (clips appended after others)."""
+        soft = None if self.soft is None else {r + offset: q for r, q in self.soft.items()}
         return AsrTargets(self.model, self.prompt, self.eot,
-                          {r + offset: t for r, t in self.tokens.items()})
+                          {r + offset: t for r, t in self.tokens.items()}, soft)
 
     def logits(self, h: torch.Tensor, toks: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits (S, V) of one clip's states h (T, D) and their targets (S,):
@@ -86,19 +98,28 @@ class AsrTargets:
             if toks is None:
                 continue
             logits, y = self.logits(states[b, : int(lengths[b])], toks)
-            total = total + F.cross_entropy(logits.float(), y, reduction="sum")
+            if self.soft is None:
+                total = total + F.cross_entropy(logits.float(), y, reduction="sum")
+            else:
+                q, ids = self.soft[r]  # (S, K)
+                logp = F.log_softmax(logits.float(), dim=-1).gather(1, ids.to(logits.device))
+                total = total - (q.to(logp.device) * logp).sum()
             count += len(y)
         return total, count
 
 
+@torch.no_grad()
 def teacher_tokens(model: torch.nn.Module, tokenizer, cache: StateCache, max_new_tokens: int = 64,
-                   desc: str = "teacher transcripts", progress: bool = True) -> AsrTargets:
-    """The teacher's greedy transcripts of the clips of `cache` (its last states, key -1), once.
+                   desc: str = "teacher transcripts", progress: bool = True, top_k: int = 1) -> AsrTargets:
+    """The teacher's greedy transcripts of the clips of `cache` (its last states, key -1), once,
+    and with `top_k` > 1 its decoder's top-k distribution at each target position (`soft`).
 
     Under torchrun each rank decodes rows r, r + W, ... and the ranks exchange their tokens.
     """
     from ..models.transcribe import greedy_decode, prompt_ids
 
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     model.eval()
     prompt, eot = prompt_ids(model, tokenizer)
     r, w = runtime.rank(), runtime.world_size()
@@ -111,7 +132,23 @@ def teacher_tokens(model: torch.nn.Module, tokenizer, cache: StateCache, max_new
     if runtime.is_distributed():
         for part in runtime.all_gather_objects(mine):
             mine.update(part)
-    return AsrTargets(model, prompt, eot, dict(sorted(mine.items())))
+    targets = AsrTargets(model, prompt, eot, dict(sorted(mine.items())))
+    return soft_targets(targets, cache, top_k) if top_k > 1 else targets
+
+
+def _top_k(targets: AsrTargets, h: torch.Tensor, toks: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's k most likely tokens (S, k) and their renormalised probabilities (S, k)
+    at each target position of `toks`, teacher-forced on the teacher's states h (T, D)."""
+    logits, _ = targets.logits(h.float(), toks)  # (S, V)
+    q, ids = F.softmax(logits.float(), dim=-1).topk(k, dim=-1)
+    return q / q.sum(-1, keepdim=True), ids
+
+
+@torch.no_grad()
+def soft_targets(targets: AsrTargets, cache: StateCache, top_k: int) -> AsrTargets:
+    """`targets` with `soft` filled from the teacher's last states in `cache` (key -1)."""
+    soft = {r: _top_k(targets, cache.states[-1][r], t, top_k) for r, t in targets.tokens.items()}
+    return replace(targets, soft=soft)
 
 
 @dataclass

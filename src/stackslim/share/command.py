@@ -157,7 +157,7 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
                        TrainConfig(epochs=cfg.head_epochs, seed=cfg.seed), progress=progress)
     if pool_cache is not None and cfg.asr_weight > 0:  # the teacher transcribes them once
-        asr = AsrRecovery(teacher_tokens(whisper, tok, pool_cache, progress=progress),
+        asr = AsrRecovery(teacher_tokens(whisper, tok, pool_cache, progress=progress, top_k=cfg.asr_top_k),
                           cfg.asr_weight, pool_val,
                           teacher_tokens(whisper, tok, pool_val, progress=progress)
                           if pool_val is not None else None)
@@ -192,7 +192,7 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
                                                        whole=asr is not None)
         if asr is not None:  # its targets' rows follow the train split's in rec_cache
             asr = replace(asr, train=asr.train.shifted(len(train_cache)))
-            rec_data["asr"] = {"weight": cfg.asr_weight, "clips": len(asr.train.tokens),
+            rec_data["asr"] = {"weight": cfg.asr_weight, "top_k": cfg.asr_top_k, "clips": len(asr.train.tokens),
                                "tokens": sum(len(t) + 1 for t in asr.train.tokens.values()),
                                "validation_clips": len(asr.val.tokens) if asr.val else 0}
         log = recover(student, rec_cache, tcfg, states=states, head=head, labels=rec_labels,

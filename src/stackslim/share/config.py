@@ -64,6 +64,10 @@ class ShareConfig:
                                                     "clips are then kept whole and followed by "
                                                     "silence, as the WER check reads them, and a "
                                                     "tenth of them (at most 32) validates"})
+    asr_top_k: int = field(default=1, metadata={"help": "with --asr-weight: the decoder's targets "
+                                                "are the teacher decoder's K most likely tokens at "
+                                                "each position, weighted by its probabilities "
+                                                "(1: its greedy tokens only)"})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
     lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
@@ -89,6 +93,8 @@ class ShareConfig:
         """(groups argument of `to_residual`, max_size) from `groups` and `group`."""
         if self.asr_weight < 0:
             raise EncoderError(f"--asr-weight must be >= 0, got {self.asr_weight}")
+        if self.asr_top_k < 1:
+            raise EncoderError(f"--asr-top-k must be >= 1, got {self.asr_top_k}")
         if self.asr_weight > 0 and not self.unlabelled:
             raise EncoderError("--asr-weight needs clips to transcribe: give --unlabelled SPEC")
         if self.init == "aware" and self.calib <= 0:
