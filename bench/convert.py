@@ -106,9 +106,10 @@ def to_markdown(res: dict) -> str:
     rows = res["rows"]
     t = rows[0]
     inp = res["inputs"]
-    conv_cmd = next((r["command"] for r in rows if r["part"] == "convert" and "command" in r), res["command"])
+    conv_cmds = list(dict.fromkeys(r.get("command", res["command"]) for r in rows if r["part"] == "convert"))
     lines = ["# Converting whisper-base into the shared form (`bench/convert.py`)", "",
-             f"Conversions: `{conv_cmd}`", "", res["notes"], "",
+             "Conversions: " + "; then ".join(f"`{c}`" for c in conv_cmds or [res["command"]]), "",
+             res["notes"], "",
              f"Teacher: keyword accuracy {fmt(t['accuracy_pct'])}% (test split, {inp['kws_clips']}-clip "
              f"subset of synth-commands), WER {fmt(t['wer_pct'])}% ({inp['wer_clips']} synth-sentences "
              f"eval clips), stack {t['stack_params']:,} parameters. Calibration: "
@@ -156,6 +157,22 @@ def rewrite_markdown(path: Path = OUT / "convert.json") -> None:
     write_atomic(path.with_suffix(".md"), to_markdown(json.loads(path.read_text())))
 
 
+def _kept_rows(path: Path, teacher_row: dict, groupings: str) -> list[dict]:
+    """The rows of an earlier convert.json (with their commands) whose grouping this run does
+    not convert; refused unless that run measured the same teacher (accuracy and WER)."""
+    import json
+
+    old = json.loads(path.read_text())
+    t = old["rows"][0]
+    if (t["accuracy_pct"], t["wer_pct"]) != (teacher_row["accuracy_pct"], teacher_row["wer_pct"]):
+        raise SystemExit(f"--merge: {path} measured another teacher (accuracy {t['accuracy_pct']}%, "
+                         f"WER {t['wer_pct']}%; this run {teacher_row['accuracy_pct']}%, "
+                         f"{teacher_row['wer_pct']}%): rerun the whole sweep")
+    redo = {g if g == "blocks" else f"K={g}" for g in groupings.split(",")}
+    return [{**r, "command": r.get("command", old["command"])} for r in old["rows"][1:]
+            if r.get("grouping") not in redo]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny settings: a smoke run")
@@ -172,6 +189,9 @@ def main(argv=None) -> int:
     p.add_argument("--recover", default="", help="only recover these variants (comma-separated, "
                    "e.g. 'K=3 r=16 aware+align,K=3 r=16 svd'), converted again; the conversion rows "
                    "of convert.json are kept")
+    p.add_argument("--merge", action="store_true", help="keep the rows of convert.json for the "
+                   "groupings this run does not convert (refused when its teacher row differs: "
+                   "another head or clip set); recovery then picks among this run's conversions")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.quick:
@@ -185,6 +205,9 @@ def main(argv=None) -> int:
     ctx = whisper_setup(args.kws_clips, args.pool_clips, args.wer_clips, tag="convert")
     teacher, task = ctx["teacher"], ctx["task"]
     rows = [ctx["teacher_row"]]
+    if args.merge and out_json.exists():
+        rows += _kept_rows(out_json, ctx["teacher_row"], args.groupings)
+    n_kept = len(rows) - 1
     only = [v.strip() for v in args.recover.split(",") if v.strip()]
     if only:  # keep the sweep's conversion rows (with the command that made them)
         import json
@@ -240,7 +263,7 @@ def main(argv=None) -> int:
                       f"WER {row['before'].get('wer_pct')}", flush=True)
                 save()
     # recovery: the best few at <= 50% of the stack, and the plain conversion of the best one's setting
-    small = [r for r in rows[1:] if r["part"] == "convert" and r["stack_size_pct"] <= GOAL["stack_size_pct"] and r["method"] != "svd"]
+    small = [r for r in rows[1 + n_kept:] if r["part"] == "convert" and r["stack_size_pct"] <= GOAL["stack_size_pct"] and r["method"] != "svd"]
     small.sort(key=lambda r: (-r["before"]["accuracy_pct"], r["output_error_all_maps_mean"]))
     chosen = [r["variant"] for r in small[: args.recover_top]]
     if only:
