@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import sys
 import tempfile
@@ -133,7 +134,7 @@ def to_markdown(res: dict) -> str:
     rec = [r for r in rows if r["part"] == "recover"]
     if rec:
         lines += ["", f"## After recovery ({inp['recover_minutes']} min budget each, states all then last)", "",
-                  f"`{rec[0]['command']}`", "",
+                  "; then ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in rec)), "",
                   "Goal (issue #7): stack ≤ 50%, KWS accuracy ≥ 95% of the teacher's, WER within +10% "
                   "relative of the teacher's.", "",
                   "| variant | stack size % | KWS accuracy % (after conversion → recovery) | "
@@ -193,6 +194,7 @@ def main(argv=None) -> int:
                    "groupings this run does not convert (refused when its teacher row differs: "
                    "another head or clip set); recovery then picks among this run's conversions")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--machine-note", default="", help="what else ran on the machine (for the notes)")
     args = p.parse_args(argv)
     if args.quick:
         args.kws_clips, args.pool_clips, args.wer_clips = 200, 8, 4
@@ -218,9 +220,10 @@ def main(argv=None) -> int:
                                           if r["variant"] in only}))
     res = {"command": command, "machine": {**provenance(), "platform": platform.platform()},
            "inputs": vars(args), "goal": GOAL,
-           "notes": ("CPU only, 2 torch threads on a 2-core machine shared with 4 other jobs: times "
-                     "are indicative. Recovery budgets are minutes (stated per row), not the 20 "
-                     "minutes of the issue's goal nor the paper's training."), "rows": rows}
+           "notes": (f"CPU only, {args.threads} torch thread(s) on a {os.cpu_count()}-core machine"
+                     f"{'; ' + args.machine_note if args.machine_note else ''}: times are indicative. "
+                     "Recovery budgets are minutes (stated per row), not the 20 minutes of the "
+                     "issue's goal nor the paper's training."), "rows": rows}
 
     def save() -> None:
         res["seconds"] = round(time.monotonic() - t_start, 1)
