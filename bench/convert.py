@@ -107,7 +107,8 @@ def to_markdown(res: dict) -> str:
     rows = res["rows"]
     t = rows[0]
     inp = res["inputs"]
-    conv_cmds = list(dict.fromkeys(r.get("command", res["command"]) for r in rows if r["part"] == "convert"))
+    conv_cmds = list(dict.fromkeys(r.get("command", res["command"]) for r in rows
+                                   if r["part"] == "convert" and "method" in r))
     lines = ["# Converting whisper-base into the shared form (`bench/convert.py`)", "",
              "Conversions: " + "; then ".join(f"`{c}`" for c in conv_cmds or [res["command"]]), "",
              res["notes"], "",

@@ -45,12 +45,14 @@ def row(name: str, run: dict) -> str:
     rec, data = run.get("recovery") or {}, (run.get("recovery") or {}).get("data") or {}
     asr = data.get("asr")
     trained = (f"{data.get('labelled_clips', 0)} labelled + {data.get('unlabelled_clips', 0)} "
-               + ("whole sentences, decoder loss ×" + f"{asr['weight']:g}" if asr
+               + ("whole sentences, decoder loss ×" + f"{asr['weight']:g}"
+                  + (f" on the teacher's top {asr['top_k']}" if asr.get("top_k", 1) > 1 else "") if asr
                   else f"unlabelled in {data.get('unlabelled_windows', 0)} windows"))
     return (f"| {name} | {pct(run['size']['stack_ratio'])} | {pct(t['accuracy'])} / {pct(b['accuracy'])}"
             f" / {pct(a.get('accuracy'))} | {pct(t.get('wer'))} / {pct(b.get('wer'))} / "
             f"{pct(a.get('wer'))} | {trained} | {rec.get('epochs_run', 0)} epochs, "
-            f"{rec.get('seconds', 0) / 60:.1f} min, lr {run['config']['lr']:g} |")
+            f"{rec.get('seconds', 0) / 60:.1f} min, lr {run['config']['lr']:g}, states "
+            f"{run['config'].get('recover_states', '?')} |")
 
 
 def markdown(runs: list[tuple[str, dict]], notes: dict[str, str] | None = None) -> str:
