@@ -167,3 +167,67 @@ def test_asr_weight_errors_are_one_line(tone_data, tmp_path, capsys, model, extr
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o" / "share.json").exists()
+
+
+class _WordTokenizer:
+    """A stand-in Whisper tokenizer for the random model (vocab 128): eot is the last id (so
+    that greedy decoding masks nothing and runs a few tokens), every id before it a word."""
+
+    ids = {"<|startoftranscript|>": 125, "<|notimestamps|>": 126, "<|endoftext|>": 127}
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self.ids.get(token)
+
+    def decode(self, toks, skip_special_tokens: bool = True) -> str:
+        return " ".join(f"w{t}" for t in toks if t != 127)
+
+
+@pytest.fixture(scope="module")
+def greedy_setup(whisper_setup):
+    """(teacher, cache, targets = the teacher's greedy transcripts (64 tokens at most), tokenizer)."""
+    from stackslim.models.transcribe import greedy_decode, prompt_ids
+
+    teacher, cache, _ = whisper_setup
+    tok = _WordTokenizer()
+    prompt, eot = prompt_ids(teacher.model, tok)
+    tokens = {r: greedy_decode(teacher.model, cache.states[-1][r][None], prompt, eot, 64)[0]
+              for r in range(len(cache))}
+    return teacher, cache, AsrTargets(teacher.model, prompt, eot, tokens), tok
+
+
+def test_decoded_wer_is_zero_for_the_teacher_and_scores_the_student(greedy_setup):
+    from stackslim.share.asr import AsrRecovery, decoded_wer
+
+    teacher, cache, targets, tok = greedy_setup
+    assert any(targets.tokens.values())  # something to compare
+    assert decoded_wer(teacher, targets, cache, tok) == 0.0  # the teacher reproduces its own words
+    student = to_residual(teacher, groups=4, rank=1, diag=False)
+    wer = decoded_wer(student, targets, cache, tok)
+    asr = AsrRecovery(targets, val_cache=cache, val=targets, select="wer", tokenizer=tok)
+    assert asr.score(student) == pytest.approx(1.0 - min(wer, 1.0))
+    assert asr.score(teacher) == 1.0
+    assert decoded_wer(teacher, targets, cache, tok, max_new_tokens=6) > 0  # cut short: words lost
+
+
+@pytest.mark.parametrize("bad", [dict(select="bleu"), dict(select="wer")])
+def test_asr_recovery_refuses_a_bad_selection(whisper_setup, bad):
+    from stackslim.share.asr import AsrRecovery
+
+    with pytest.raises(ValueError, match="select"):
+        AsrRecovery(whisper_setup[2], **bad)
+
+
+def test_recover_selects_epochs_by_decoded_wer(greedy_setup):
+    """With select="wer" the recovery's validation score is 1 − WER of the held-out clips."""
+    from stackslim.share.asr import AsrRecovery
+    from stackslim.share.recover import recover
+
+    teacher, cache, targets, tok = greedy_setup
+    student = to_residual(teacher, groups=4, rank=1, diag=False)
+    asr = AsrRecovery(targets, 1.0, cache, targets, select="wer", tokenizer=tok)
+    start = asr.score(student)
+    log = recover(student, cache, TrainConfig(epochs=2, batch_size=3, lr=1e-3), states="last",
+                  val_cache=cache, progress=False, asr=asr)
+    assert log.initial_score == pytest.approx(start)
+    assert len(log.train.val_score) == 2
+    assert max(log.train.val_score[log.train.best_epoch], start) == pytest.approx(asr.score(student))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from stackslim.train import TrainConfig, train
-from stackslim.train.loop import lr_factor
+from stackslim.train.loop import lr_factor, schedule_step
 
 
 def test_constant_is_one_everywhere():
@@ -59,3 +59,36 @@ def test_loop_follows_the_schedule(monkeypatch):
     train(module, 5, step_loss, cfg, progress=False)  # 3 steps per epoch, 12 in all
     total = 12
     assert seen == pytest.approx([0.1 * lr_factor(s, total, cfg) for s in range(total)])
+
+
+def test_schedule_step_follows_the_budget():
+    cfg = TrainConfig(schedule="cosine", max_minutes=1.0)
+    assert schedule_step(3, 1000, 0.0, cfg) == 3  # no time spent: the step itself
+    assert schedule_step(3, 1000, 30.0, cfg) == 500  # half the budget: half the steps
+    assert schedule_step(3, 1000, 120.0, cfg) == 1000  # past the budget: the end, not beyond
+    assert schedule_step(700, 1000, 30.0, cfg) == 700  # the steps ahead of the clock
+    assert schedule_step(3, 1000, 30.0, TrainConfig(schedule="cosine")) == 3  # no budget
+
+
+def test_cosine_under_a_budget_decays_to_the_deadline():
+    """100 epochs asked, a 1.5 s budget ends training after a few: the cosine must have come
+    down with the clock (by the step count alone it would still be near its peak)."""
+    import time as _time
+
+    w = nn.Parameter(torch.zeros(3))
+    module = nn.Module()
+    module.w = w
+
+    def step_loss(rows):
+        _time.sleep(0.02)
+        return ((w - 1.0) ** 2).sum()
+
+    cfg = TrainConfig(epochs=100, batch_size=1, lr=0.1, schedule="cosine", warmup=0.0,
+                      max_minutes=1.5 / 60)
+    log = train(module, 10, step_loss, cfg, progress=False)
+    assert log.stopped_by == "time" and log.epochs_run < 100
+    assert log.lr[0] > 0.05  # first epoch ≈ the first seconds of the budget: near the peak
+    assert log.lr[-1] < 0.02  # the last: near the deadline, near 0
+    assert all(a >= b for a, b in zip(log.lr, log.lr[1:]))
+    steps_only = [lr_factor(s, 100 * 10, cfg) for s in range(10 * log.epochs_run)]
+    assert min(steps_only) > 0.9  # what the step count alone would have given

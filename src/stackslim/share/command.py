@@ -160,7 +160,7 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
         asr = AsrRecovery(teacher_tokens(whisper, tok, pool_cache, progress=progress, top_k=cfg.asr_top_k),
                           cfg.asr_weight, pool_val,
                           teacher_tokens(whisper, tok, pool_val, progress=progress)
-                          if pool_val is not None else None)
+                          if pool_val is not None else None, cfg.asr_select, tok)
     notes: list[str] = []
     if pool is not None and pool_cache is None:
         notes.append("--unlabelled unused: no recovery (--recover-epochs 0)")
@@ -187,12 +187,14 @@ def share(model: str | Encoder, data: str, out: str | Path, cfg: ShareConfig = S
     if cfg.recover_epochs > 0:
         tcfg = TrainConfig(epochs=cfg.recover_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            weight_decay=0.0, patience=cfg.recover_epochs,
-                           max_minutes=cfg.recover_minutes, seed=cfg.seed)
+                           max_minutes=cfg.recover_minutes, seed=cfg.seed,
+                           schedule=cfg.recover_schedule)
         rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache,
                                                        whole=asr is not None)
         if asr is not None:  # its targets' rows follow the train split's in rec_cache
             asr = replace(asr, train=asr.train.shifted(len(train_cache)))
-            rec_data["asr"] = {"weight": cfg.asr_weight, "top_k": cfg.asr_top_k, "clips": len(asr.train.tokens),
+            rec_data["asr"] = {"weight": cfg.asr_weight, "top_k": cfg.asr_top_k,
+                               "select": cfg.asr_select, "clips": len(asr.train.tokens),
                                "tokens": sum(len(t) + 1 for t in asr.train.tokens.values()),
                                "validation_clips": len(asr.val.tokens) if asr.val else 0}
         log = recover(student, rec_cache, tcfg, states=states, head=head, labels=rec_labels,

@@ -68,9 +68,18 @@ class ShareConfig:
                                                 "are the teacher decoder's K most likely tokens at "
                                                 "each position, weighted by its probabilities "
                                                 "(1: its greedy tokens only)"})
+    asr_select: str = field(default="agreement", metadata={
+        "help": "with --asr-weight: how the held-out clips pick the best recovery epoch: "
+                "'agreement' (the teacher's tokens the decoder predicts, teacher-forced) or 'wer' "
+                "(greedy transcripts against the teacher's: slower, closer to the WER check)",
+        "choices": ("agreement", "wer")})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
     lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
+    recover_schedule: str = field(default="constant", metadata={
+        "help": "recovery learning rate over time: 'constant', or 'cosine' (a linear warm-up "
+                "over 5 percent of the run, then down to 0 at the end of --recover-minutes or "
+                "--recover-epochs, whichever comes first)", "choices": ("constant", "cosine")})
     batch_size: int = field(default=16, metadata={"help": "clips per recovery step"})
     task: str = field(default="word", metadata={"help": "classification task of DATA (the head "
                                                 "that measures accuracy)"})

@@ -32,7 +32,7 @@ from ..heads.head import ClassifierHead
 from ..models.base import Encoder
 from ..models.cache import StateCache, append_windows, concat_caches  # bench/share.py imports concat_caches from here
 from ..train import TrainConfig, TrainLog, train
-from .asr import AsrRecovery, AsrTargets, frozen, token_agreement
+from .asr import AsrRecovery, AsrTargets, frozen
 
 
 def distill_cache(teacher: Encoder, batches, total: int | None = None, states: str = "all",
@@ -208,8 +208,8 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
             epoch beats the converted student's own score, the converted weights are kept.
         task_weight: λ of the task loss.
         asr: the decoder loss of `share.asr` (Whisper): its targets, weight, and held-out
-            clips; validation then scores (accuracy + token agreement) / 2, or the token
-            agreement alone without a head.
+            clips; validation then scores (accuracy + s) / 2, or s alone without a head, with
+            s the token agreement or 1 − WER against the teacher's transcripts (`asr.select`).
 
     Returns:
         A `RecoveryLog` (of both phases together for "all-then-last").
@@ -233,7 +233,7 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
                       best_epoch=(t1.epochs_run + t2.best_epoch) if t2.best_epoch >= 0 else t1.best_epoch,
                       best_score=max(t1.best_score, t2.best_score),
                       train_loss=t1.train_loss + t2.train_loss, val_score=t1.val_score + t2.val_score,
-                      seconds=time.monotonic() - t0, stopped_by=t2.stopped_by)
+                      seconds=time.monotonic() - t0, stopped_by=t2.stopped_by, lr=t1.lr + t2.lr)
     return RecoveryLog(merged, first.initial_score, first.kept_initial and second.kept_initial)
 
 
@@ -262,7 +262,7 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
         task_score = validate if head is not None and val_labels is not None else None
 
         def validate() -> float:
-            agree = token_agreement(student, asr.val, asr.val_cache)
+            agree = asr.score(student)
             return agree if task_score is None else 0.5 * (task_score() + agree)
     decoder = asr.train.model if asr is not None else torch.nn.Module()
     params = list({id(p): p for p in student.layers.parameters()}.values())

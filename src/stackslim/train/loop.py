@@ -1,7 +1,7 @@
 """One training loop for every trained thing in stackslim (heads, mimic layers, shared
 layers): mini-batches over row indices, AdamW, optional time budget, early stopping on a
 validation score, best weights restored at the end; a constant learning rate, or linear warm-up
-then cosine decay (`schedule="cosine"`).
+then cosine decay (`schedule="cosine"`) over the epochs or the time budget, whichever ends first.
 
 The caller supplies `step_loss(rows) -> loss` (a scalar tensor on a batch of row indices) and
 optionally `validate() -> score` (higher is better). Everything else — shuffling with a seed,
@@ -47,7 +47,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "shuffling and init seed"})
     schedule: str = field(default="constant", metadata={
         "help": "learning rate over the steps: 'constant', or 'cosine' (linear warm-up, then cosine "
-                "decay to 0 at the last step of `epochs`)"})
+                "decay to 0 at the last step of `epochs` or at the end of the time budget, "
+                "whichever comes first)"})
     warmup: float = field(default=0.05, metadata={"help": "cosine: warm-up as a fraction of all steps"})
 
     def __post_init__(self) -> None:
@@ -80,6 +81,22 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step - w, total - w) / max(1, total - w)))
 
 
+def schedule_step(step: int, total: int, elapsed_s: float, cfg: TrainConfig) -> int:
+    """The step the schedule is at: `step`, or further on under a time budget.
+
+    A budget usually ends training long before `epochs` (a 20-minute share recovery runs 5 of
+    100), and a cosine over the steps alone would then barely decay. So the schedule reads the
+    fraction of the budget spent too, as a step:
+
+        s_eff = max(step, ⌊total · elapsed / budget⌋)
+
+    and the rate warms up over the first `warmup` of the budget and reaches 0 at its end.
+    """
+    if cfg.max_minutes <= 0:
+        return step
+    return max(step, min(total, math.floor(total * elapsed_s / (cfg.max_minutes * 60))))
+
+
 @dataclass
 class TrainLog:
     epochs_run: int = 0
@@ -89,6 +106,7 @@ class TrainLog:
     val_score: list[float] = field(default_factory=list)
     seconds: float = 0.0
     stopped_by: str = "epochs"  # epochs | patience | time
+    lr: list[float] = field(default_factory=list)  # the rate of each epoch's last step
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -103,18 +121,20 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
     With `validate`, the weights of the best-scoring epoch are restored at the end and training
     stops after `cfg.patience` epochs without improvement. With `cfg.max_minutes`, training stops
     once the budget is spent (checked after every step), the epoch-end validation included: the
-    steps stop as long before the deadline as the last validation took.
+    steps stop as long before the deadline as the last validation took. The learning rate of
+    each step is cfg.lr · lr_factor(schedule_step(...)): under a budget a cosine ends with it.
     """
     params = [p for p in (params if params is not None else module.parameters()) if p.requires_grad]
     params = list({id(p): p for p in params}.values())  # a shared tensor once (optimiser, DDP)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * math.ceil(n_rows / cfg.batch_size)  # every rank takes every step
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg))
     step = _DistributedStep(params, step_loss) if runtime.is_distributed() else None
     gen = torch.Generator().manual_seed(cfg.seed)
     log = TrainLog()
     best_state = None
     t0 = time.monotonic()
+    elapsed = 0.0  # what the schedule reads: under torchrun the ranks' agreed (max) time
+    n_step = 0
     deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
     # the budget covers the validation that ends an epoch too: steps stop that much earlier
     # (the last validation's time; a 20-minute share recovery ran 34 s over without it)
@@ -128,6 +148,11 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
         for s in range(0, n_rows, cfg.batch_size):
             rows = order[s : s + cfg.batch_size]
             if step is None:
+                elapsed = time.monotonic() - t0
+            lr = cfg.lr * lr_factor(schedule_step(n_step, total_steps, elapsed, cfg), total_steps, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if step is None:
                 loss = step_loss(rows)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch}")
@@ -136,14 +161,16 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
                 loss, local, mine = step(rows)
                 # agreed before backward: a rank that raised or stopped alone would leave the
                 # others waiting in DDP's gradient all_reduce
-                bad, out_of_time = (f > 0 for f in runtime.all_reduce_floats(
-                    [not torch.isfinite(local), time.monotonic() + reserve > deadline], "max"))
+                bad, out_of_time, elapsed = runtime.all_reduce_floats(
+                    [not torch.isfinite(local), time.monotonic() + reserve > deadline,
+                     time.monotonic() - t0], "max")  # elapsed: the next step's schedule
+                bad, out_of_time = bad > 0, out_of_time > 0
                 if bad:
                     raise FloatingPointError(f"{desc}: loss became non-finite at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            n_step += 1
             total += local.item() * mine
             count += mine
             if step is None:
@@ -155,6 +182,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
         if step is not None:
             total, count = runtime.all_reduce_floats([total, count])
         log.train_loss.append(total / max(count, 1))
+        log.lr.append(opt.param_groups[0]["lr"])
         if validate is not None:
             v0 = time.monotonic()
             with torch.no_grad():
