@@ -48,11 +48,15 @@ def row(name: str, run: dict) -> str:
                + ("whole sentences, decoder loss ×" + f"{asr['weight']:g}"
                   + (f" on the teacher's top {asr['top_k']}" if asr.get("top_k", 1) > 1 else "") if asr
                   else f"unlabelled in {data.get('unlabelled_windows', 0)} windows"))
+    cfg = run["config"]
+    how = (f"{rec.get('epochs_run', 0)} epochs, {rec.get('seconds', 0) / 60:.1f} min, lr "
+           f"{cfg['lr']:g}" + (f" {cfg['recover_schedule']}" if cfg.get("recover_schedule", "constant") != "constant" else "")
+           + f", states {cfg.get('recover_states', '?')}")
+    if rec.get("best_epoch", -1) >= 0:  # which epoch the validation kept (1-based), and by what
+        how += f"; kept epoch {rec['best_epoch'] + 1}" + (" by decoded WER" if asr and asr.get("select") == "wer" else "")
     return (f"| {name} | {pct(run['size']['stack_ratio'])} | {pct(t['accuracy'])} / {pct(b['accuracy'])}"
             f" / {pct(a.get('accuracy'))} | {pct(t.get('wer'))} / {pct(b.get('wer'))} / "
-            f"{pct(a.get('wer'))} | {trained} | {rec.get('epochs_run', 0)} epochs, "
-            f"{rec.get('seconds', 0) / 60:.1f} min, lr {run['config']['lr']:g}, states "
-            f"{run['config'].get('recover_states', '?')} |")
+            f"{pct(a.get('wer'))} | {trained} | {how} |")
 
 
 def markdown(runs: list[tuple[str, dict]], notes: dict[str, str] | None = None) -> str:

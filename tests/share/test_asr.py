@@ -231,3 +231,5 @@ def test_recover_selects_epochs_by_decoded_wer(greedy_setup):
     assert log.initial_score == pytest.approx(start)
     assert len(log.train.val_score) == 2
     assert max(log.train.val_score[log.train.best_epoch], start) == pytest.approx(asr.score(student))
+    # every score's parts, the converted student's first: here (no head) the decoded score alone
+    assert [p["asr"] for p in log.val_parts] == pytest.approx([start, *log.train.val_score])

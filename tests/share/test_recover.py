@@ -33,6 +33,7 @@ def test_recovery_brings_the_student_closer(tone_data):
                   head=head, labels=task.y("train"), val_cache=val, val_labels=task.y("validation"),
                   task_weight=0.1, progress=False)
     assert len(log.train.val_score) == 1 and 0.0 <= log.initial_score <= 1.0
+    assert [p["accuracy"] for p in log.val_parts] == [log.initial_score, *log.train.val_score]
     assert all(torch.equal(a, b) for a, b in zip(frozen, head.parameters()))
     assert all(p.requires_grad for p in head.parameters())
     best = max(log.initial_score, log.train.val_score[0])

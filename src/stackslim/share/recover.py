@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -164,12 +164,15 @@ def student_accuracy(student: Encoder, head: ClassifierHead, cache: StateCache, 
 
 @dataclass
 class RecoveryLog:
-    """The training log, the validation score before training, and whether the start was kept
-    (no epoch beat it: recovery then leaves the student as converted)."""
+    """The training log, the validation score before training, whether the start was kept
+    (no epoch beat it: recovery then leaves the student as converted), and the parts of every
+    validation score in order (the converted student's first; per phase for all-then-last):
+    {"accuracy": KWS accuracy, "asr": token agreement or 1 − min(WER, 1)}, or {"last_error"}."""
 
     train: TrainLog
     initial_score: float | None = None
     kept_initial: bool = False
+    val_parts: list[dict] = field(default_factory=list)
 
     @property
     def epochs_run(self) -> int:
@@ -185,7 +188,7 @@ class RecoveryLog:
 
     def to_json(self) -> dict:
         return {**self.train.to_json(), "initial_score": self.initial_score,
-                "kept_initial": self.kept_initial}
+                "kept_initial": self.kept_initial, "val_parts": self.val_parts}
 
 
 def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states: str = "all",
@@ -234,7 +237,8 @@ def recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states:
                       best_score=max(t1.best_score, t2.best_score),
                       train_loss=t1.train_loss + t2.train_loss, val_score=t1.val_score + t2.val_score,
                       seconds=time.monotonic() - t0, stopped_by=t2.stopped_by, lr=t1.lr + t2.lr)
-    return RecoveryLog(merged, first.initial_score, first.kept_initial and second.kept_initial)
+    return RecoveryLog(merged, first.initial_score, first.kept_initial and second.kept_initial,
+                       first.val_parts + second.val_parts)
 
 
 def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states: str = "all",
@@ -251,19 +255,26 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
         head.requires_grad_(False)
         head.eval()
     validate = None
+    parts: list[dict] = []  # what each validation score is made of (RecoveryLog.val_parts)
     if val_cache is not None:
         if head is not None and val_labels is not None:
             def validate() -> float:
-                return student_accuracy(student, head, val_cache, val_labels)
+                parts.append({"accuracy": student_accuracy(student, head, val_cache, val_labels)})
+                return parts[-1]["accuracy"]
         else:
             def validate() -> float:
-                return -last_state_error(student, val_cache)
+                parts.append({"last_error": last_state_error(student, val_cache)})
+                return -parts[-1]["last_error"]
     if asr is not None and asr.val_cache is not None and asr.val is not None:
         task_score = validate if head is not None and val_labels is not None else None
 
         def validate() -> float:
+            acc = task_score() if task_score is not None else None
             agree = asr.score(student)
-            return agree if task_score is None else 0.5 * (task_score() + agree)
+            if acc is None:
+                parts.append({})
+            parts[-1]["asr"] = agree
+            return agree if acc is None else 0.5 * (acc + agree)
     decoder = asr.train.model if asr is not None else torch.nn.Module()
     params = list({id(p): p for p in student.layers.parameters()}.values())
     initial = start = None
@@ -286,7 +297,7 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
         kept = initial is not None and not log.best_score > initial
         if kept:
             student.layers.load_state_dict(start)
-        return RecoveryLog(log, initial, kept)
+        return RecoveryLog(log, initial, kept, parts)
     finally:
         student.eval()
         if head is not None:
