@@ -191,16 +191,22 @@ def token_agreement(student, targets: AsrTargets, cache: StateCache, batch_size:
     """Share of the teacher's tokens (text and eot) that the decoder's argmax predicts from the
     student's last states, teacher-forced, over the rows of `cache` that have targets."""
     right = count = 0
-    rows_all = sorted(targets.tokens)
+    for r, h in _last_states(student, cache, sorted(targets.tokens), batch_size):
+        logits, y = targets.logits(h, targets.tokens[r])
+        right += int((logits.argmax(-1) == y).sum())
+        count += len(y)
+    return right / max(count, 1)
+
+
+def _last_states(student, cache: StateCache, rows_all: list[int], batch_size: int):
+    """(row, h (T_row, D)) for each of `rows_all`: the student's last state after the final
+    norm, from the cached states 0, run `batch_size` rows at a time and cut to each row's length."""
     for s in range(0, len(rows_all), batch_size):
         rows = rows_all[s : s + batch_size]
         x0, n = cache.batch(0, rows)
-        h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]
+        h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]  # (B, T, D)
         for b, r in enumerate(rows):
-            logits, y = targets.logits(h[b, : int(n[b])], targets.tokens[r])
-            right += int((logits.argmax(-1) == y).sum())
-            count += len(y)
-    return right / max(count, 1)
+            yield r, h[b, : int(n[b])]
 
 
 @torch.no_grad()
@@ -212,12 +218,7 @@ def decoded_wer(student, targets: AsrTargets, cache: StateCache, tokenizer,
     from ..models.transcribe import transcribe, word_error_rate
 
     rows_all = sorted(targets.tokens)
-    states: list[torch.Tensor] = []
-    for s in range(0, len(rows_all), batch_size):
-        rows = rows_all[s : s + batch_size]
-        x0, n = cache.batch(0, rows)
-        h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]  # (B, T, D)
-        states += [h[b, : int(n[b])] for b in range(len(rows))]  # (T_b, D) each
+    states = [h for _, h in _last_states(student, cache, rows_all, batch_size)]  # (T_r, D) each
     hyps = transcribe(targets.model, tokenizer, encoder_states=states, max_new_tokens=max_new_tokens)
     refs = [tokenizer.decode(targets.tokens[r], skip_special_tokens=True).strip() for r in rows_all]
     return word_error_rate(refs, hyps)

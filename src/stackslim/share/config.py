@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from ..data.pool import MAX_UNLABELLED_HELP, UNLABELLED_HELP
 from ..models.base import EncoderError
 from ..runtime import DEVICE_HELP
+from ..train.loop import SCHEDULES
+from .asr import SELECT
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,14 @@ class ShareConfig:
         "help": "with --asr-weight: how the held-out clips pick the best recovery epoch: "
                 "'agreement' (the teacher's tokens the decoder predicts, teacher-forced) or 'wer' "
                 "(greedy transcripts against the teacher's: slower, closer to the WER check)",
-        "choices": ("agreement", "wer")})
+        "choices": SELECT})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
     lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
     recover_schedule: str = field(default="constant", metadata={
         "help": "recovery learning rate over time: 'constant', or 'cosine' (a linear warm-up "
                 "over 5 percent of the run, then down to 0 at the end of --recover-minutes or "
-                "--recover-epochs, whichever comes first)", "choices": ("constant", "cosine")})
+                "--recover-epochs, whichever comes first)", "choices": SCHEDULES})
     batch_size: int = field(default=16, metadata={"help": "clips per recovery step"})
     task: str = field(default="word", metadata={"help": "classification task of DATA (the head "
                                                 "that measures accuracy)"})

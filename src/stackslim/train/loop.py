@@ -147,7 +147,7 @@ def train(module: nn.Module, n_rows: int, step_loss: Callable[[Sequence[int]], t
         total, count = 0.0, 0
         for s in range(0, n_rows, cfg.batch_size):
             rows = order[s : s + cfg.batch_size]
-            if step is None:
+            if step is None:  # under torchrun `elapsed` is the last step's agreed time
                 elapsed = time.monotonic() - t0
             lr = cfg.lr * lr_factor(schedule_step(n_step, total_steps, elapsed, cfg), total_steps, cfg)
             for g in opt.param_groups:
