@@ -1,5 +1,6 @@
-"""Helpers shared by bench/scale.py and bench/latency.py: one process per measurement, its
-peak memory, the machine, and the result files (DESIGN.md: bench/results/NAME.json + NAME.md).
+"""Helpers shared by the benches: torch threads set once (`set_threads`), one process per
+measurement (bench/scale.py, bench/latency.py) and its peak memory, the machine, and the
+result files (DESIGN.md: bench/results/NAME.json + NAME.md).
 
 Peak memory is the kernel's high-water mark of the resident set (VmHWM in /proc/self/status)
 of a fresh child process that does one measurement: torch allocates outside Python's heap, so
@@ -66,3 +67,14 @@ def write_results(name: str, doc: dict, markdown: str) -> tuple[Path, Path]:
 
     return (write_json(RESULTS / f"{name}.json", doc),
             write_atomic(RESULTS / f"{name}.md", markdown))
+
+
+def set_threads(n: int) -> int:
+    """Torch's CPU threads, set once at the start of a bench (or of one of its child processes)
+    from its `--threads`; the library itself never changes them. Returns `n`."""
+    import torch
+
+    if n < 1:
+        raise SystemExit(f"--threads must be >= 1, got {n}")
+    torch.set_num_threads(n)
+    return n

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+import benchlib  # (bench/benchlib.py)
 from share import _eval, whisper_setup
 from stackslim.results import provenance, write_atomic, write_json
 from stackslim.share import collect_calibration, layer_matrices, resolve_groups, to_residual
@@ -201,7 +202,7 @@ def main(argv=None) -> int:
         args.kws_clips, args.pool_clips, args.wer_clips = 200, 8, 4
         args.calib_commands, args.calib_sentences, args.recover_minutes = 16, 4, 0.2
         args.groupings, args.ranks, args.recover_top = "3", "16", 1
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     out_json = Path(tempfile.gettempdir()) / "convert_quick.json" if args.quick else OUT / "convert.json"
     command = " ".join(["python bench/convert.py", *(sys.argv[1:] if argv is None else argv)])
     t_start = time.monotonic()

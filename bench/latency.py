@@ -15,7 +15,7 @@ memory are measured here, not their accuracy; see bench/prune.py, mimic.py, shar
   and as `shared-dense`: the same loaded back and `materialize()`d to a plain dense encoder.
 
 Latency: every model on the same `--clips` clips, batch 1 (the first clip) and batched (all),
-round-robin over the models after a warm-up (`stackslim.study.run.interleaved_latency`, built
+round-robin over the models after a warm-up (`stackslim.evaluate.interleaved_latency`, built
 on `models.latency.measure_latency`), median of `--repeats` rounds, ms per clip. Teacher,
 pruned and shared run encoder + a head of the task's size; the mimic model its own head.
 Peak memory: one fresh process per model loads it and runs the same clips at batch 1 and
@@ -79,17 +79,19 @@ def build(a, work: Path) -> dict:
         built = json.loads(done.read_text())
         if built.get("inputs") == [a.model, a.data, a.train_clips, a.threshold]:
             return built
-    from stackslim.mimic import MimicConfig, mimic
+    from dataclasses import replace
+
+    from stackslim import mimic, prune
     from stackslim.models import load_encoder
-    from stackslim.prune import PruneConfig, prune
     from stackslim.share import to_residual
 
-    pr = prune(a.model, a.data, work / "prune", PruneConfig(
-        strategies=("backward",), threshold=a.threshold, max_clips=a.train_clips, head_epochs=20,
-        refit_epochs=10, progress=False))
-    mi = mimic(a.model, a.data, work / "mimic", MimicConfig(
-        kind="linear", layers=1, hidden=512, epochs=2, task_epochs=2, head_epochs=10,
-        max_clips=a.train_clips, latency_repeats=1, latency_batch=1), progress=False)
+    pr = prune.run(a.model, a.data, work / "prune", prune.PruneConfig(
+        strategies=("backward",), threshold=a.threshold, max_clips=a.train_clips,
+        train=replace(prune.PruneConfig().train, epochs=20), refit_epochs=10), progress=False)
+    mi = mimic.run(a.model, a.data, work / "mimic", mimic.MimicConfig(
+        kind="linear", layers=1, hidden=512, train=replace(mimic.MimicConfig().train, epochs=2),
+        task_epochs=2, head_epochs=10, max_clips=a.train_clips, latency_repeats=1, latency_batch=1),
+        progress=False)
     shared = to_residual(load_encoder(a.model), groups=2, rank=16)
     shared.save(work / "shared")
     built = {"pruned": {"path": str(work / "prune" / "model"), "deleted_layers": pr.best["deleted_layers"],
@@ -109,7 +111,7 @@ def sizes(kind: str, obj, path: str | None) -> dict:
     """Unique parameters and bytes on disk of a loaded variant."""
     import tempfile
 
-    from stackslim.models.latency import bytes_on_disk, count_params
+    from stackslim.evaluate.latency import bytes_on_disk, count_params
 
     if kind in ("teacher", "shared-dense"):  # not stored as such: saved here to be measured
         with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +125,7 @@ def child(kind: str, model: str, path: str, data: str, clips: int, classes: int,
     """Peak memory of one variant answering the clips, in this fresh process."""
     import torch
 
-    torch.set_num_threads(threads)
+    benchlib.set_threads(threads)
     from stackslim.data import load_dataset
 
     ds = load_dataset(data)
@@ -194,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     import torch
 
-    torch.set_num_threads(a.threads)
+    benchlib.set_threads(a.threads)
     if a.child:
         res = child(a.child[0], a.model, a.child[1], a.data, a.clips, int(a.child[2]), a.threads)
         Path(a.json).write_text(json.dumps(res))
         return 0
     from stackslim.data import load_dataset
-    from stackslim.study.run import interleaved_latency
+    from stackslim.evaluate.latency import interleaved_latency
 
     command = "python bench/latency.py" + "".join(
         f" --{k.replace('_', '-')} {getattr(a, k)}" for k in ("model", "data", "train_clips", "threshold",

@@ -1,5 +1,5 @@
 """Does the order of interleaved timing bias a latency? Three identical mimic models timed beside
-whisper-base, in a fixed order and in shuffled orders (`study.run.interleaved_latency`).
+whisper-base, in a fixed order and in shuffled orders (`stackslim.evaluate.interleaved_latency`).
 
     python bench/latency_order.py --repeats 60 --threads 1
 
@@ -26,9 +26,10 @@ from stackslim.mimic import MimicModel
 from stackslim.mimic.evaluate import teacher_logits
 from stackslim.models import load_encoder
 from stackslim.results import provenance, write_atomic, write_json
-from stackslim.study.run import interleaved_latency
+from stackslim.evaluate.latency import interleaved_latency
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (bench/benchlib.py)
 from mimic import use_torch_mel  # noqa: E402  (bench/mimic.py)
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=60)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     enc = load_encoder("whisper-base")
     use_torch_mel(enc)
     task = prepare_task("synth-commands", "word", seed=0)

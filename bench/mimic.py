@@ -19,11 +19,12 @@ cores are shared, and one thread gives steadier timings):
    Splits: speaker-disjoint train / validation / test (seed 0); validation is subsampled to
    --val-clips (it only drives early stopping); test is complete.
 2. One teacher pass per clip caches the front-end features (before positions), the state at
-   the first block's end (for 2 layers) and the last state; validation and test also keep every
-   hidden state, for pruning. The cache is saved to --cache and reused by later runs.
-3. Best pruned model: the paper's forward (delete layers 2, 3, ...) and backward (from the end)
-   orders, teacher head kept (no retraining), the most layers deleted with validation capacity
-   >= 95% (Block Influence and the other orders: `stackslim prune`).
+   the first block's end (for 2 layers) and the last state (`stackslim.mimic.build_data`, with
+   the seeded --unlabelled-clips subset of the pool). The cache is saved to --cache and reused
+   by later runs.
+3. Best pruned model (`stackslim.prune.run_pruning` with the teacher's head, no retraining):
+   the paper's forward (delete layers 2, 3, ...) and backward (from the end) orders by default
+   (--prune-strategies), the most layers deleted with validation capacity >= 95%.
 4. Mimic grid: --grid quick: linear × 1 × z ∈ {32, 512, 2048}, linear × 2 × 512, transformer
    × 1 × 512, the non-mimicker baseline of linear × 1 × 512; full: kind × layers × z (12) + two
    baselines. Stage 1 (MSE on train + the pool), stage 2 (task loss), each bounded by epochs and
@@ -47,21 +48,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stackslim.data import default_cache_dir, load_dataset
+from stackslim.data import default_cache_dir
+from stackslim.evaluate.latency import clip_latency
 from stackslim.heads import accuracy, prepare_task
-from stackslim.mimic import MimicConfig, MimicData, MimicModel, cache_targets, find_boundary
-from stackslim.mimic.data import FEATURES, LAST
+from stackslim.mimic import LAST, MimicConfig, MimicData, MimicModel, build_data, find_boundary
 from stackslim.mimic.evaluate import mimic_numbers, teacher_logits, teacher_numbers
 from stackslim.mimic.fit import accuracy_on, fit_teacher_head, stage1, stage2
 from stackslim.models import load_encoder
 from stackslim.models.cache import StateCache
-from stackslim.models.latency import clip_latency
+from stackslim.prune import PruneConfig, run_pruning
 from stackslim.results import provenance, write_atomic, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (bench/benchlib.py)
 from mimic_table import markdown, row_from  # noqa: E402  (bench/mimic_table.py)
 
 ROOT = Path(__file__).resolve().parent
+POOL_SEED = 3  # the seeded subset of --unlabelled clips
 Z_MID = 512  # whisper-base: d = 512 (the paper's 384 or 512 = d)
 QUICK = [("linear", 1, 512, False), ("linear", 1, 32, False), ("linear", 1, 2048, False),
          ("linear", 2, 512, False), ("transformer", 1, 512, False), ("linear", 1, 512, True)]
@@ -93,93 +96,57 @@ def subsample(idx: list[int], n: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(idx, n, replace=False).tolist())
 
 
-# -- caching -------------------------------------------------------------------------------
-def cache_all(enc, task, pool_idx, pool_ds, boundary, args) -> dict:
-    """Cached teacher states of every split and the pool; loaded from args.cache when it matches."""
+# -- teacher states (stackslim.mimic.build_data), kept on disk between runs --------------------
+PARTS = ("train", "validation", "test", "unlabelled")
+
+
+def teacher_data(enc, task, boundary, args) -> MimicData:
+    """The teacher's cached targets of every split and the pool (`stackslim.mimic.build_data`:
+    one teacher pass per clip), saved to args.cache and loaded from there when it matches."""
+    pool = args.unlabelled if args.unlabelled and args.unlabelled_clips else None
     key = {"model": args.model, "data": args.data, "task": args.task, "boundary": boundary,
            "splits": {p: task.splits[p] for p in ("train", "validation", "test")},
-           "pool": pool_idx, "version": 1}
+           "pool": [pool, args.unlabelled_clips, POOL_SEED], "version": 2}
     path = Path(args.cache)
     if path.is_file():
         saved = torch.load(path, weights_only=True)  # tensors, lists, dicts and str only
         if saved.get("key") == key:
             log(f"teacher states loaded from {path}")
-            return saved["caches"]
+            c = {k: (StateCache(**v) if v is not None else None) for k, v in saved["caches"].items()}
+            return MimicData(train=c["train"], validation=c["validation"], test=c["test"],
+                             y={p: task.y(p) for p in ("train", "validation", "test")},
+                             unlabelled=c["unlabelled"], boundary=boundary, num_layers=enc.num_layers)
         log(f"{path} holds other inputs: recomputing")
-    L = enc.num_layers
-    caches = {}
-    for part in ("train", "validation", "test"):
-        idx = task.splits[part]
-        t = time.monotonic()
-        caches[part] = cache_targets(enc, task.dataset.batches(idx, 16), boundary, total=len(idx),
-                                     desc=f"teacher {part}", also=range(1, L) if part != "train" else (),
-                                     progress=False)
-        log(f"cached {part}: {len(idx)} clips in {time.monotonic() - t:.0f} s")
-    if pool_idx:
-        t = time.monotonic()
-        caches["pool"] = cache_targets(enc, pool_ds.batches(pool_idx, 8), boundary, total=len(pool_idx),
-                                       desc="teacher pool", progress=False)
-        log(f"cached pool: {len(pool_idx)} clips in {time.monotonic() - t:.0f} s")
+    t = time.monotonic()
+    data = build_data(enc, task, boundary, unlabelled=pool, max_unlabelled=args.unlabelled_clips,
+                      seed=POOL_SEED, progress=False)
+    log(f"cached teacher states: {data.describe()} in {time.monotonic() - t:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"key": key, "caches": {k: c.__dict__ for k, c in caches.items()}}, tmp)
+    caches = {k: (getattr(data, k).__dict__ if getattr(data, k) is not None else None) for k in PARTS}
+    torch.save({"key": key, "caches": caches}, tmp)
     os.replace(tmp, path)
-    return {k: c.__dict__ for k, c in caches.items()}
+    return data
 
 
-# -- pruning (the paper's forward and backward orders, teacher head kept) ----------------------
-@torch.no_grad()
-def pruned_accuracy(enc, head, cache: StateCache, y: torch.Tensor, deleted: list[int]) -> float:
-    """Test/validation accuracy of the teacher's head with layers `deleted` (0-based) removed.
-
-    Deleting the last k layers needs no forward: the head reads final_norm(h_{L-k}) from the
-    cache. Other deletions run the kept layers on the cached features (+ positions)."""
-    L = enc.num_layers
-    if not deleted:
-        return accuracy(head, cache, y, which=LAST)
-    norm = enc.final_norm_module
-    suffix = sorted(deleted) == list(range(L - len(deleted), L))
-    preds = []
-    for s in range(0, len(cache), 32):
-        rows = range(s, min(s + 32, len(cache)))
-        if suffix:
-            h, n = cache.batch(L - len(deleted), rows)
-        else:
-            x, n = cache.batch(FEATURES, rows)
-            h = enc.add_positions(x, n)
-            ctx = enc.stack_context(h, n)
-            for i in range(L):
-                if i not in deleted:
-                    h = enc.run_layer(i, h, ctx)
-        if norm is not None:
-            h = norm(h)
-        preds.append(head(h, n).argmax(-1))
-    return float((torch.cat(preds) == y).float().mean())
-
-
-def best_pruning(enc, head, data: MimicData, threshold: float = 0.95) -> dict:
-    """Most layers deleted (forward or backward order, layer 1 kept) at validation capacity >= threshold."""
-    L = enc.num_layers
-    orders = {"forward": list(range(1, L)), "backward": list(range(L - 1, 0, -1))}
-    yv = data.y["validation"]
-    full = pruned_accuracy(enc, head, data.validation, yv, [])
-    best, curves = None, {}
-    for name, order in orders.items():
-        curve = [full]
-        for k in range(1, L):
-            curve.append(pruned_accuracy(enc, head, data.validation, yv, order[:k]))
-            if curve[-1] < threshold * full:  # stop at the first miss: deeper cuts only lose more
-                break
-        curves[name] = curve
-        k = max(k for k, a in enumerate(curve) if a >= threshold * full)
-        if best is None or (k, curve[k]) > (best[1], best[2]):
-            best = (name, k, curve[k])
-    name, k, val_acc = best
-    deleted = sorted(orders[name][:k])
-    return {"order": name, "deleted": k, "deleted_layers": [i + 1 for i in deleted],
-            "val_accuracy_curves": curves, "val_accuracy": val_acc,
-            "test_accuracy": pruned_accuracy(enc, head, data.test, data.y["test"], deleted),
+# -- pruning (stackslim.prune: the paper's forward and backward orders, teacher head kept) -----
+def best_pruning(enc, head, task, strategies: tuple[str, ...], threshold: float = 0.95) -> dict:
+    """Most layers deleted (layer 1 kept) at validation capacity >= threshold, over the orders of
+    `strategies`, with the teacher's head and no retraining (`stackslim.prune.run_pruning`)."""
+    cfg = PruneConfig(task=task.task, strategies=strategies, threshold=threshold, refit=False,
+                      own_head=False, save_model=False)
+    result, _, _ = run_pruning(enc, task, cfg, head=head, progress=False)
+    best = result.best
+    return {"order": best["strategy"], "deleted": len(best["deleted_layers"]),
+            "deleted_layers": best["deleted_layers"],
+            "val_accuracy_curves": {s.name: s.curves["no_refit"].val_accuracy for s in result.strategies},
+            "val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
             "threshold": threshold}
+
+
+def capped(cfg: MimicConfig, minutes: float) -> MimicConfig:
+    """`cfg` with its stage's wall-clock cap (`TrainConfig.max_minutes`)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=minutes))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-channels", type=float, default=0.0)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the mimic layers in training")
     p.add_argument("--no-pruned", action="store_true", help="skip the pruned row (kept from --merge)")
+    p.add_argument("--prune-strategies", default="forward,backward",
+                   help="deletion orders of the pruned row (any of `stackslim prune --strategies`)")
     p.add_argument("--only-missing", action="store_true",
                    help="with --merge: train only the variants that have no row yet (e.g. the rest of --grid full)")
     p.add_argument("--merge", action="store_true",
@@ -219,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mel", choices=("torch", "numpy"), default="torch",
                    help="Whisper log-mel implementation for every model (see use_torch_mel)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     t0 = time.monotonic()
     out = Path(args.out)
     command = "python bench/mimic.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -230,25 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     task = prepare_task(args.data, args.task, seed=0)
     task.splits["validation"] = subsample(task.splits["validation"], args.val_clips, 1)
     task.splits["train"] = subsample(task.splits["train"], args.train_clips, 2)
-    pool_ds, pool_idx = None, []
-    if args.unlabelled and args.unlabelled_clips:
-        pool_ds = load_dataset(args.unlabelled)
-        pool = [i for i, c in enumerate(pool_ds.clips) if c.extra.get("split", "pool") == "pool"]
-        pool_idx = subsample(pool, args.unlabelled_clips, 3)
     log(f"{enc.name}: {enc.num_layers} layers; {task.describe()}")
 
     b, binfo = find_boundary(enc, task.dataset.batches(subsample(task.splits["train"], 128, 4), 16),
                              progress=False)
     binfo = {k: v for k, v in binfo.items() if k != "cka"} | {"cka": np.round(binfo["cka"], 4).tolist()}
     log(f"2-layer target: hidden state {b} ({binfo['how']})")
-    caches = cache_all(enc, task, pool_idx, pool_ds, b, args)
-    caches = {k: StateCache(**v) for k, v in caches.items()}
-    data = MimicData(train=caches["train"], validation=caches["validation"], test=caches["test"],
-                     y={p: task.y(p) for p in ("train", "validation", "test")},
-                     unlabelled=caches.get("pool"), boundary=b, num_layers=enc.num_layers)
+    data = teacher_data(enc, task, b, args)
+    n_pool = 0 if data.unlabelled is None else len(data.unlabelled)
 
-    base_cfg = MimicConfig(epochs=args.stage1_epochs, task_epochs=args.stage2_epochs, head_epochs=50,
-                           batch_size=32, patience=4)
+    train_cfg = dataclasses.replace(MimicConfig().train, epochs=args.stage1_epochs, batch_size=32, patience=4)
+    base_cfg = MimicConfig(train=train_cfg, task_epochs=args.stage2_epochs, head_epochs=50)
     head, head_log = fit_teacher_head(data, task.num_classes, base_cfg, progress=False)
     teacher_acc = accuracy(head, data.test, data.y["test"], which=LAST)
     waves = [task.dataset.load(i) for i in task.splits["test"][: args.latency_batch]]
@@ -260,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu": platform.processor() or platform.machine(), **provenance()},
         "inputs": {"model": args.model, "data": args.data, "task": args.task,
                    "clips": {"train": len(data.train), "validation": len(data.validation),
-                             "test": len(data.test), "pool": len(pool_idx)},
+                             "test": len(data.test), "pool": n_pool},
                    "classes": task.num_classes, "chance": task.chance, "boundary": binfo,
                    "grid": args.grid, "stage1": {"epochs": args.stage1_epochs, "minutes": args.stage1_minutes},
                    "stage2": {"epochs": args.stage2_epochs, "minutes": args.stage2_minutes},
@@ -296,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return clip_latency(teacher_fn, waves, len(waves), repeats=args.latency_repeats)
 
     if not args.no_pruned:
-        pr = best_pruning(enc, head, data)
+        pr = best_pruning(enc, head, task, tuple(args.prune_strategies.split(",")))
         pruned_enc = enc.without_layers([i - 1 for i in pr["deleted_layers"]])
         fast_mel(pruned_enc)
         ref = paired()
@@ -322,17 +283,14 @@ def main(argv: list[str] | None = None) -> int:
             name += f" (budget {min1:g} + {min2:g} min)"
         if args.only_missing and name in {r["name"] for r in old_rows}:
             continue
-        cfg = MimicConfig(kind=kind, layers=layers, hidden=z, baseline=baseline,
-                          epochs=args.stage1_epochs, task_epochs=args.stage2_epochs,
-                          batch_size=32, patience=4, **recipe)
+        cfg = MimicConfig(kind=kind, layers=layers, hidden=z, baseline=baseline, train=train_cfg,
+                          task_epochs=args.stage2_epochs, **recipe)
         model = MimicModel.from_teacher(enc, head, kind, layers, z, class_names=task.names, seed=0)
         t = time.monotonic()
         s1 = None
         if not baseline:
-            s1 = stage1(model, data, dataclasses.replace(cfg, max_minutes=min1),
-                        progress=False)
-        s2 = stage2(model, data, dataclasses.replace(cfg, max_minutes=min2),
-                    progress=False)
+            s1 = stage1(model, data, capped(cfg, min1), progress=False)
+        s2 = stage2(model, data, capped(cfg, min2), progress=False)
         secs = time.monotonic() - t
         acc = accuracy_on(model, data.test, data.y["test"])
         folder = Path(args.cache).parent / "mimic-models" / slug(name)

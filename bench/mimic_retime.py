@@ -7,7 +7,7 @@ Why: bench/mimic.py times each model right after the teacher, once, inside a lon
 shared 2-core machine a row trained while other jobs ran gets a speed-up that measures the load
 (the same architecture read 3.3x in one run and 6.3-7.6x in others). This script loads each saved
 artefact (what `MimicModel.load` gives a user) and times it round-robin with the teacher on the
-same clips (`stackslim.study.run.interleaved_latency`), so both see the same load, and writes
+same clips (`stackslim.evaluate.interleaved_latency`), so both see the same load, and writes
 the new latencies into the row (`retimed`: when, how, by which command), keeping the old ones
 under `first_timing`. Accuracy, sizes and training are not touched.
 
@@ -39,9 +39,10 @@ from stackslim.mimic import MimicModel
 from stackslim.mimic.evaluate import teacher_logits
 from stackslim.models import load_encoder
 from stackslim.results import provenance, write_atomic, write_json
-from stackslim.study.run import interleaved_latency
+from stackslim.evaluate.latency import interleaved_latency
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (bench/benchlib.py)
 from mimic import use_torch_mel  # noqa: E402  (bench/mimic.py)
 from mimic_table import markdown  # noqa: E402
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="time rows without a saved model on the same architecture, fresh weights")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     out = Path(args.out)
     doc = json.loads((out / "mimic.json").read_text())
     inp = doc["inputs"]

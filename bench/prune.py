@@ -23,9 +23,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+import benchlib  # (bench/benchlib.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results"
@@ -106,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-lr", type=float, default=1e-4)
     ap.add_argument("--layerdrop", type=float, default=0.5,
                     help="LayerDrop of the finetuned-layerdrop teacher")
-    ap.add_argument("--finetune-minutes", type=float, default=10.0, help="time budget per fine-tuning")
+    ap.add_argument("--finetune-minutes", type=float, default=10.0,
+                    help="wall-clock cap per training (PruneConfig.train.max_minutes: the fine-tuning, "
+                         "the heads)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1 is fastest on a loaded 2-core machine)")
     ap.add_argument("--out", default=str(OUT))
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                         title=f"{d['inputs']['model']}, task {s['task']} ({TEACHERS.get(s['teacher'], s['teacher'])})",
                         paper=("forward", "backward", "bi", "knn-bi"))
         return 0
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
     from stackslim.data import load_dataset
     from stackslim.heads import prepare_task
@@ -169,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                               finetune_layerdrop=args.layerdrop if teacher == "finetuned-layerdrop" else 0.0,
                               threshold=0.95,
                               finetune_epochs=args.finetune_epochs,
-                              finetune_lr=args.finetune_lr, finetune_minutes=args.finetune_minutes,
+                              finetune_lr=args.finetune_lr,
+                              train=replace(PruneConfig().train, max_minutes=args.finetune_minutes),
                               save_model=False)
             print(f"== {task_name} / {teacher}", flush=True)
             result, _, _ = run_pruning(enc, task, cfg, x0_store=store)

@@ -49,8 +49,8 @@ def child(mode: str, model: str, data: str, clips: int, threads: int) -> dict:
     """One measurement in this (fresh) process."""
     import torch
 
-    torch.set_num_threads(threads)
-    from stackslim.similarity.analyze import AnalyzeConfig, analyze, select_clips
+    benchlib.set_threads(threads)
+    from stackslim.similarity import AnalyzeConfig, run, select_clips
 
     rss0 = benchlib.proc_status_mib("VmRSS")  # after importing torch and stackslim
     cfg = AnalyzeConfig(max_clips=clips, device="cpu", **MODES[mode][1])
@@ -67,7 +67,7 @@ def child(mode: str, model: str, data: str, clips: int, threads: int) -> dict:
         n = len(idx)
     else:
         with tempfile.TemporaryDirectory() as out:
-            n = analyze(model, data, out, cfg, progress=False)["clips"]
+            n = run(model, data, out, cfg, progress=False).clips
     return {"mode": mode, "clips": n, "seconds": time.perf_counter() - t0,
             "cpu_seconds": benchlib.cpu_seconds() - c0,
             "peak_rss_mib": benchlib.proc_status_mib("VmHWM"), "rss_after_imports_mib": rss0}

@@ -39,14 +39,15 @@ from pathlib import Path
 
 import torch
 
+import benchlib  # (bench/benchlib.py)
 from stackslim.heads import accuracy, fit_head, prepare_task
 from stackslim.models import load_encoder, wrap_model
 from stackslim.results import provenance, write_atomic, write_json
 from stackslim.share import from_config, to_residual
-from stackslim.share.evaluate import (load_tokenizer, sentence_clips, train_from_scratch,
-                                      wave_accuracy, whisper_wer)
-from stackslim.share.recover import (concat_caches, distill_cache, last_state_error, recover,
-                                     student_accuracy)
+from stackslim.evaluate import load_tokenizer, sentence_clips, wave_accuracy, whisper_wer
+from stackslim.evaluate import stack_accuracy as student_accuracy
+from stackslim.share.recover import concat_caches, distill_cache, last_state_error, recover
+from stackslim.share.scratch import train_from_scratch
 from stackslim.share.size import disk_report, latency_report
 from stackslim.train import TrainConfig
 
@@ -281,7 +282,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.scratch_clips, args.scratch_epochs, args.kws_clips = 120, 1, 200
         args.pool_clips, args.wer_clips, args.recover_minutes = 8, 4, 0.2
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     # a smoke run must not overwrite the results: it writes to the temp folder
     out_json = Path(tempfile.gettempdir()) / "share_quick.json" if args.quick else OUT / "share.json"
     old = json.loads(out_json.read_text()) if out_json.exists() else {"rows": []}

@@ -40,6 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import benchlib  # noqa: E402  (bench/benchlib.py)
 from stackslim.similarity import METRICS, SimilarityEngine, pairwise_reference  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in a subprocess
     p.add_argument("--npz", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    benchlib.set_threads(a.threads)
     if a.variant:
         print(json.dumps(run_variant(a.variant, a.n, a.states, a.dim, a.seed, Path(a.npz))))
         return 0

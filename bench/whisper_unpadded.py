@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import benchlib  # (bench/benchlib.py)
 from stackslim.models.transcribe import encode_audio, load_whisper
 from stackslim.results import provenance, write_atomic, write_json
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", nargs="+", type=float, default=[1.0, 3.0])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    benchlib.set_threads(args.threads)
     clips = flite_clips()
     rows = []
     with torch.inference_mode():

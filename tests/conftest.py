@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from tonedata import make_tone_dataset
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,32 +21,6 @@ def waves():
     """Three clips of noise-like audio of different lengths (16 kHz, float32)."""
     rng = np.random.default_rng(0)
     return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000, 9000, 12345)]
-
-
-def make_tone_dataset(root, words: int = 3, speakers: int = 6, per: int = 4, seconds: float = 1.0,
-                      seed: int = 0):
-    """A tiny learnable labelled set: a 'word' is a tone frequency, a 'speaker' an amplitude
-    and a harmonic mix; manifest.csv with path,label,speaker. Returns the folder."""
-    from pathlib import Path
-
-    from stackslim.data import Clip, write_manifest, write_wav
-
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    n = int(16000 * seconds)
-    t = np.arange(n) / 16000
-    clips = []
-    for w, f in enumerate([300.0, 800.0, 1500.0, 2300.0, 3100.0][:words]):
-        for s in range(speakers):
-            for k in range(per):
-                f_k = f * (1 + 0.03 * rng.standard_normal())
-                x = 0.08 * (s + 1) * (np.sin(2 * np.pi * f_k * t) + 0.3 * s / speakers * np.sin(4 * np.pi * f_k * t))
-                x = (x + 0.02 * rng.standard_normal(n)).astype(np.float32)
-                p = root / f"w{w}" / f"s{s}_{k}.wav"
-                write_wav(p, x)
-                clips.append(Clip(path=p, label=f"w{w}", speaker=f"s{s}"))
-    write_manifest(root / "manifest.csv", clips)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,111 +1,129 @@
-"""The `stackslim` command. Each subcommand maps to one library function.
+"""The `stackslim` command. Each subcommand maps 1:1 to one library function.
 
     stackslim info MODEL                       # family, layers, parameters
     stackslim data synth NAME OUT              # build a synthetic data set offline
     stackslim analyze MODEL DATA --out DIR     # similarity matrices, blocks, heatmaps
+    stackslim prune | mimic | share MODEL DATA --out DIR
+    stackslim study [MODEL] [DATA] [--quick]   # the whole study with its report
 
-Errors on bad input print one line naming the input and exit with status 2; Ctrl-C prints
-one line and exits with status 130 (finished results are kept; resumable commands resume).
-Every command that loads a model takes `--allow-pickle` (off: safetensors only).
+Every subcommand takes `--quiet` (no progress bars) and `--threads N` (CPU threads; default
+the STACKSLIM_THREADS environment variable, else torch's own choice), those that write an
+output folder `--force` (take over a folder that holds another command's run), those that load
+a model `--allow-pickle` (off: safetensors only).
+
+Errors on bad input (`errors.StackslimError`) print one line naming the input and exit with
+status 2; Ctrl-C prints one line and exits with status 130 (finished results are kept;
+resumable commands resume).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Callable
+from types import ModuleType
 
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable]] = {}
+import torch
 
+from . import runtime
+from .data.synth import synth_main
+from .errors import StackslimError
+from .mimic import command as mimic_command
+from .models import load_encoder
+from .models.safety import pickle_allowed
+from .prune import command as prune_command
+from .results import write_failure
+from .share import command as share_command
+from .similarity import command as analyze_command
+from .study import command as study_command
 
-def command(name: str):
-    """Register `(add_arguments, run)` for a subcommand."""
-    def wrap(pair):
-        COMMANDS[name] = pair
-        return pair
-    return wrap
+SYNTH_SETS = ("synth-commands", "synth-sentences")
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:
+    """family, layers and parameters of a model"""
     p.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
 
 
 def _info_run(ns: argparse.Namespace) -> int:
-    from .models import load_encoder
-
     enc = load_encoder(ns.model)
     print(f"{enc.name}: family {enc.family}, {enc.num_layers} layers, hidden size {enc.hidden_size}, "
           f"encoder parameters {enc.num_params():,} (stack {enc.num_params(stack_only=True):,})")
     return 0
 
 
-command("info")((_info_args, _info_run))
-
-
 def _data_args(p: argparse.ArgumentParser) -> None:
+    """build a synthetic data set offline"""
     sub = p.add_subparsers(dest="data_cmd", required=True)
     s = sub.add_parser("synth", help="build a synthetic data set offline (espeak-ng, flite)")
-    s.add_argument("name", choices=["synth-commands", "synth-sentences"])
+    s.add_argument("name", choices=SYNTH_SETS)
     s.add_argument("out", help="output folder")
     s.add_argument("--n-clips", type=int, default=None, help="number of clips (default: the set's own)")
     s.add_argument("--seed", type=int, default=0)
 
 
 def _data_run(ns: argparse.Namespace) -> int:
-    from .data.synth import synth_main
-
     synth_main(ns.name, ns.out, ns.n_clips, ns.seed)
     return 0
 
 
-command("data")((_data_args, _data_run))
+class _Command:
+    """A subcommand: its flags and the function that runs it."""
+
+    def __init__(self, add_arguments, run) -> None:
+        self.add_arguments, self.run = add_arguments, run
 
 
-def _register_optional() -> None:
-    """Subcommands that live in their capability's package (imported lazily)."""
-    import importlib
-
-    for module in ("stackslim.similarity.analyze", "stackslim.prune.command",
-                   "stackslim.mimic.command", "stackslim.share.command", "stackslim.study.command"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name is None or not module.startswith(e.name):
-                raise
-            continue
-        command(mod.COMMAND)((mod.add_arguments, mod.run))
+def _from_module(m: ModuleType) -> tuple[str, _Command]:
+    return m.COMMAND, _Command(m.add_arguments, m.run)
 
 
-def known_errors() -> tuple[type[BaseException], ...]:
-    """Error types that mean bad input: printed as one line, exit status 2."""
-    from .models.base import EncoderError
-    from .results import OutputError
+COMMANDS: dict[str, _Command] = dict([
+    ("info", _Command(_info_args, _info_run)),
+    ("data", _Command(_data_args, _data_run)),
+    *(_from_module(m) for m in (analyze_command, prune_command, mimic_command, share_command,
+                                study_command)),
+])
 
-    errs: list[type[BaseException]] = [EncoderError, OutputError, FileNotFoundError]
-    for mod, name in (("stackslim.data.audio", "AudioError"), ("stackslim.data.datasets", "DataError"),
-                      ("stackslim.similarity.errors", "SimilarityError"),
-                      ("stackslim.prune.errors", "PruneError"), ("stackslim.mimic.config", "MimicError"),
-                      ("stackslim.runtime", "DeviceError")):
-        try:
-            errs.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errs)
+
+def _threads(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be >= 1, got {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _register_optional()
     parser = argparse.ArgumentParser(prog="stackslim", description=(
         "Find and remove the redundancy in the Transformer stack of speech models."))
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, (add_args, _) in COMMANDS.items():
-        p = sub.add_parser(name, help=(add_args.__doc__ or "").strip().split("\n")[0] or None)
-        add_args(p)
-        if any(a.dest == "model" for a in p._actions):  # every command that loads a model
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=(cmd.add_arguments.__doc__ or "").strip().split("\n")[0] or None)
+        cmd.add_arguments(p)
+        dests = {a.dest for a in p._actions}
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--threads", type=_threads, default=None, help=(
+            "CPU threads for torch (default: $STACKSLIM_THREADS, else torch's own choice)"))
+        if "out" in dests:
+            p.add_argument("--force", action="store_true", help=(
+                "write into an --out that holds another command's run (its files are replaced)"))
+        if "model" in dests:  # every command that loads a model
             p.add_argument("--allow-pickle", action="store_true", help=(
                 "accept pickled PyTorch weights (pytorch_model.bin) when a model folder has no "
                 "safetensors; unpickling can run code, so only for files you trust (read with "
                 "torch.load(weights_only=True) even then)"))
     return parser
+
+
+def set_threads(n: int | None) -> None:
+    """Torch's CPU threads, set once for the whole run: `n`, else $STACKSLIM_THREADS."""
+    env = os.environ.get("STACKSLIM_THREADS", "")
+    if n is None and env:
+        try:
+            n = _threads(env)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise StackslimError(f"STACKSLIM_THREADS must be an integer >= 1, got {env!r}") from None
+    if n is not None:
+        torch.set_num_threads(n)
 
 
 def _close_progress_bars() -> None:
@@ -117,19 +135,26 @@ def _close_progress_bars() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
-    from .models.io import pickle_allowed
-
+    ns = build_parser().parse_args(argv)
     ok = False  # set once the command returned: only then do all ranks meet before leaving
     try:
+        set_threads(ns.threads)
         with pickle_allowed(getattr(ns, "allow_pickle", False)):
-            code = int(COMMANDS[ns.cmd][1](ns) or 0)
+            code = int(COMMANDS[ns.cmd].run(ns) or 0)
         ok = True
         return code
-    except known_errors() as e:
+    except (StackslimError, FileNotFoundError) as e:
         _close_progress_bars()
         print(f"stackslim {ns.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a write that failed where no writer named its file (full $TMPDIR, ...)
+        reason = write_failure(e)
+        if reason is None:
+            raise
+        _close_progress_bars()
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"stackslim {ns.cmd}: error: cannot write{where}: {reason} (check the free space and "
+              "permissions of the output folder and of $TMPDIR)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _close_progress_bars()
@@ -137,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        from .runtime import shutdown
-
-        shutdown(wait=ok)  # under torchrun: leave the process group cleanly
+        runtime.shutdown(wait=ok)  # under torchrun: leave the process group cleanly
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Each config field carries `metadata={"help": ...}`; `add_config_args` turns the fields into
 flags (`max_clips` → `--max-clips`), and `config_from_args` builds the config back from the
 parsed namespace. One definition of every option, used by the CLI and by Python callers.
+
+A field whose type is itself a dataclass (every method's `train: TrainConfig`) contributes its
+own fields as flags without a prefix (`--epochs`, `--lr`, `--seed`, ...), with the defaults of
+the parent's default instance, so that the shared settings have one name in every command.
 """
 from __future__ import annotations
 
@@ -18,15 +22,28 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of the dataclass `cls` (bools become --x / --no-x)."""
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _nested(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                    defaults: Any = None) -> None:
+    """Add one flag per field of the dataclass `cls` (bools become --x / --no-x); a nested
+    dataclass field adds its own fields' flags (defaults from `defaults`, the parent's value)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         help_ = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
         tp = hints[f.name]
+        if _nested(tp):
+            add_config_args(parser, tp, skip, defaults=default)
+            continue
         if tp is bool:
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)
@@ -46,13 +63,21 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
 
 
 def config_from_args(cls: type[T], ns: argparse.Namespace, **override: Any) -> T:
-    """Build `cls` from parsed flags; `override` wins."""
-    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
-    values.update(override)
+    """Build `cls` from parsed flags (nested dataclass fields from their own flags); `override`
+    wins."""
     hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name in values and typing.get_origin(hints[f.name]) is tuple and isinstance(values[f.name], tuple):
-            inner = typing.get_args(hints[f.name])
-            if inner and inner[0] is int:
-                values[f.name] = tuple(int(v) for v in values[f.name])
+        tp = hints[f.name]
+        if _nested(tp):
+            values[f.name] = config_from_args(tp, ns)
+        elif hasattr(ns, f.name):
+            v = getattr(ns, f.name)
+            if typing.get_origin(tp) is tuple and isinstance(v, tuple):
+                inner = typing.get_args(tp)
+                if inner and inner[0] is int:
+                    v = tuple(int(x) for x in v)
+            values[f.name] = v
+    values.update(override)
     return cls(**values)
+

@@ -5,20 +5,20 @@ killed run never leaves a file that looks finished.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
+from .errors import OutputError
 
-
-class OutputError(ValueError):
-    """An output location stackslim cannot write to."""
 
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:
@@ -54,20 +54,92 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write `data` to `path` through a temporary file and a rename."""
+# errno values that mean "this location cannot be written": disk full, quota, file size
+# limit, read-only file system, permissions, device error
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                 errno.EIO}
+_OS_ERROR = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
+# what torch's zip writer says when a write fails (it gives no errno)
+_TORCH_WRITE = ("file write failed", "unexpected pos")
+
+
+def write_failure(e: BaseException) -> str | None:
+    """Why `e` is a failure to write (disk full, quota, permissions, ...), or None if it is not.
+
+    Recognises OSError and the errors of writers that wrap one in their message: safetensors
+    ("... (os error 28)") and torch.save ("file write failed", "unexpected pos").
+    """
+    if isinstance(e, OSError) and e.errno is not None:
+        return (e.strerror or os.strerror(e.errno)) if e.errno in _WRITE_ERRNOS else None
+    msg = str(e)
+    m = _OS_ERROR.search(msg)
+    if m:
+        code = int(m.group(1) or m.group(2))
+        return os.strerror(code) if code in _WRITE_ERRNOS else None
+    if isinstance(e, RuntimeError) and any(t in msg for t in _TORCH_WRITE):
+        return "write failed (disk full or file size limit?)"
+    return None
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[Path]:
+    """Turn a failure to write inside the block into `OutputError` naming `path`.
+
+        with writing(out / "model.pt") as p:
+            torch.save(obj, p)          # disk full -> OutputError("cannot write .../model.pt: ...")
+
+    The caller still removes what it half-wrote (write_atomic and atomic_dir do).
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield p
+    except OutputError:
         raise
+    except Exception as e:
+        reason = write_failure(e)
+        if reason is None:
+            raise
+        raise OutputError(f"cannot write {p}: {reason}") from e
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write `data` to `path` through a temporary file and a rename.
+
+    Raises:
+        OutputError: the disk is full, the folder is not writable, ... (names `path`); the
+            temporary file is removed and `path` is left as it was.
+    """
+    p = Path(path)
+    with writing(p):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return p
+
+
+def follow_umask(root: str | os.PathLike) -> None:
+    """Give `root` and everything under it the modes the umask gives new files and folders.
+
+    Some writers create files 0600 whatever the umask (mkstemp, safetensors, mkdtemp); a saved
+    model or result must be as readable as the user's other files. An executable keeps its
+    execute bits (as far as the umask allows).
+    """
+    mask = _umask()
+    root = Path(root)
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        if p.is_dir() or (p.stat().st_mode & 0o100):
+            os.chmod(p, 0o777 & ~mask)
+        else:
+            os.chmod(p, 0o666 & ~mask)
 
 
 def _umask() -> int:
@@ -101,7 +173,9 @@ def provenance() -> dict:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a folder under a temporary name beside `path`; on success it replaces `path`.
 
-    Temporary folders of the same target left by a killed run are removed first.
+    Temporary folders of the same target left by a killed run are removed first. Files in it
+    get the umask's modes (`follow_umask`). A failure to write (disk full, permissions) raises
+    `OutputError` naming `path`, and the temporary folder is removed: `path` stays as it was.
 
         with atomic_dir(out / "model") as tmp:
             save_things(tmp)          # a crash here leaves `out / "model"` as it was
@@ -109,17 +183,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise OutputError(f"output {str(p)!r} exists and is not a folder")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    for stale in p.parent.glob(f".{p.name}.*"):  # left by a run that was killed while saving
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        if p.exists():
-            shutil.rmtree(p)
-        os.replace(tmp, p)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with writing(p):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        for stale in p.parent.glob(f".{p.name}.*"):  # left by a run that was killed while saving
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+        try:
+            yield tmp
+            follow_umask(tmp)  # mkdtemp and safetensors make 0700 / 0600
+            if p.exists():
+                shutil.rmtree(p)
+            os.replace(tmp, p)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

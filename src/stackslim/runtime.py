@@ -17,14 +17,12 @@ import os
 from typing import Any, Sequence, TypeVar
 
 import torch
+from .errors import DeviceError
 
 T = TypeVar("T")
 
 DEVICE_HELP = "auto (cuda if available, one GPU per torchrun rank), cpu, cuda or cuda:N"
 
-
-class DeviceError(ValueError):
-    """A --device that does not exist on this machine (one-line message)."""
 
 
 def is_distributed() -> bool:

@@ -188,8 +188,10 @@ def test_task_labels():
 
 
 def test_task_labels_without_speakers(label_folder):
-    ds = AudioDataset([Clip(c.path, c.label) for c in from_folder(label_folder).clips])
-    assert task_labels(ds, "word").group_by is None
+    ds = AudioDataset([Clip(c.path, c.label) for c in from_folder(label_folder).clips], name="nospk")
+    with pytest.warns(UserWarning, match=r"nospk: \d+ of \d+ clips have no speaker.*random"):
+        labels = task_labels(ds, "word")
+    assert labels.group_by is None and labels.split_kind == "random (stratified by label)"
     with pytest.raises(DataError, match="speaker"):
         task_labels(ds, "speaker")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from stackslim.heads import fit_head, prepare_task
-from stackslim.heads.finetune import finetune, stack_accuracy
+from stackslim.evaluate import stack_accuracy
+from stackslim.heads.finetune import finetune
 from stackslim.models import load_encoder
 from stackslim.train import TrainConfig
 

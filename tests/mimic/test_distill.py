@@ -9,6 +9,7 @@ from stackslim.mimic import MimicConfig, MimicError, MimicModel, build_data, fit
 from stackslim.mimic.augment import FeatureMask
 from stackslim.mimic.fit import distill_loss, head_logits, stage2
 from stackslim.models import load_encoder
+from stackslim.train import TrainConfig
 
 
 def test_feature_mask_masks_only_what_it_says():
@@ -59,10 +60,11 @@ def test_stage2_with_distillation_trains_on_the_unlabelled_windows_too(setup):
 
     fit.train = spy
     try:
-        cfg = MimicConfig(task_epochs=2, batch_size=8, distill=0.5, mask_time=0.2, mask_channels=0.1)
+        cfg = MimicConfig(task_epochs=2, train=TrainConfig(batch_size=8), distill=0.5, mask_time=0.2,
+                          mask_channels=0.1)
         log = stage2(model, data, cfg, progress=False)
         stage2(MimicModel.from_teacher(enc, head, "linear", 1, 16), data,
-               MimicConfig(task_epochs=1, batch_size=8), progress=False)
+               MimicConfig(task_epochs=1, train=TrainConfig(batch_size=8)), progress=False)
     finally:
         fit.train = orig
     windows = len(data.unlabelled_windows())

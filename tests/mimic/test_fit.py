@@ -9,6 +9,7 @@ from stackslim.mimic import (BOUNDARY, FEATURES, LAST, MimicConfig, MimicModel, 
                              cache_targets, find_boundary, fit_mimic, fit_teacher_head, stage1)
 from stackslim.mimic.fit import accuracy_on, logits_on, mse_on, validation_score
 from stackslim.models import load_encoder
+from stackslim.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_stage1_lowers_the_mse(setup):
         model = MimicModel.from_teacher(enc, head, "linear", layers, 32)
         train_rows = data.stage1_rows()
         before_train, before_val = mse_on(model, train_rows), mse_on(model, data.validation)
-        log = stage1(model, data, MimicConfig(epochs=8, batch_size=8, lr=3e-3, patience=8),
+        log = stage1(model, data, MimicConfig(train=TrainConfig(epochs=8, batch_size=8, lr=3e-3, patience=8)),
                      progress=False)
         after_train, after_val = mse_on(model, train_rows), mse_on(model, data.validation)
         assert after_train < 0.7 * before_train, (layers, before_train, after_train)
@@ -61,7 +62,8 @@ def test_stage2_trains_layers_and_head_and_front_end_stays_frozen(setup):
     model = MimicModel.from_teacher(enc, head, "transformer", 1, 32)
     front0 = {k: v.clone() for k, v in model.front.model.state_dict().items()}
     head0 = {k: v.clone() for k, v in model.head.state_dict().items()}
-    cfg = MimicConfig(kind="transformer", epochs=2, task_epochs=3, batch_size=8, patience=3)
+    cfg = MimicConfig(kind="transformer", task_epochs=3,
+                      train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, patience=3))
     logs = fit_mimic(model, data, cfg, progress=False)
     assert logs["stage1"].epochs_run == 2 and logs["stage2"].epochs_run >= 1
     for k, v in model.front.model.state_dict().items():

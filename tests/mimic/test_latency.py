@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from stackslim.models.latency import bytes_on_disk, clip_latency, count_params, measure_latency
+from stackslim.evaluate.latency import bytes_on_disk, clip_latency, count_params, measure_latency
 
 
 def test_measure_latency_reports_median_of_repeats():

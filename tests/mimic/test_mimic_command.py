@@ -6,7 +6,7 @@ import json
 import torch
 
 from stackslim.cli import main
-from stackslim.mimic import MimicConfig, MimicModel, mimic
+from stackslim.mimic import MimicConfig, MimicModel, run
 
 FAST = ["--epochs", "2", "--task-epochs", "2", "--head-epochs", "2", "--hidden", "16",
         "--latency-batch", "2", "--latency-repeats", "1", "--quiet"]
@@ -37,7 +37,7 @@ def test_cli_writes_results_and_model(tone_data, tmp_path, capsys):
 def test_library_call_baseline_whisper(tone_dataset, tmp_path):
     cfg = MimicConfig(kind="transformer", hidden=16, baseline=True, task_epochs=1, head_epochs=1,
                       latency_batch=2, latency_repeats=1)
-    res = mimic("random:whisper", tone_dataset, tmp_path / "r", cfg, progress=False)
+    res = run("random:whisper", tone_dataset, tmp_path / "r", cfg, progress=False)
     assert res.logs["stage1"] is None and res.logs["stage2"].epochs_run == 1
     assert res.capacity == res.mimic["accuracy"] / res.teacher["accuracy"]
     waves = [tone_dataset.load(0), tone_dataset.load(1)]

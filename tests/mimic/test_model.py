@@ -10,7 +10,7 @@ import torch
 from stackslim.heads import ClassifierHead
 from stackslim.mimic import MimicError, MimicModel, front_end_copy
 from stackslim.models import load_encoder
-from stackslim.models.latency import bytes_on_disk
+from stackslim.evaluate.latency import bytes_on_disk
 
 FAMILIES = ["whisper", "wav2vec2", "wav2vec2-stable"]
 

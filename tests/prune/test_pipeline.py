@@ -9,8 +9,9 @@ import torch
 from stackslim.heads import prepare_task
 from stackslim.models import load_encoder
 from stackslim.prune import (ALL_STRATEGIES, STRATEGIES, Curve, PruneConfig, PruneError, run_pruning)
+from stackslim.train import TrainConfig
 
-FAST = dict(head_epochs=20, refit_epochs=5, progress=False, batch_size=16)
+FAST = dict(train=TrainConfig(epochs=20, lr=1e-3, batch_size=16, patience=10), refit_epochs=5)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def pruned(tones):
     enc = load_encoder("random:hubert")
     task = prepare_task(tones, "word", seed=0)
     cfg = PruneConfig(strategies=ALL_STRATEGIES, **FAST)
-    result, teacher_enc, evaluator = run_pruning(enc, task, cfg)
+    result, teacher_enc, evaluator = run_pruning(enc, task, cfg, progress=False)
     return result, enc, evaluator
 
 
@@ -84,6 +85,9 @@ def test_max_deletable_and_capacity():
     (dict(threshold=0.0), r"threshold must lie in \(0, 1\]"),
     (dict(threshold=1.5), r"threshold must lie in \(0, 1\]"),
     (dict(strategies=()), "at least one strategy"),
+    (dict(train=TrainConfig(epochs=0)), "epochs must be >= 1"),
+    (dict(train=TrainConfig(max_minutes=-1)), "max_minutes must be >= 0"),
+    (dict(finetune=True, finetune_epochs=0), "finetune_epochs must be >= 1"),
 ])
 def test_bad_config(kw, match):
     with pytest.raises(PruneError, match=match):
@@ -96,7 +100,7 @@ def test_finetuned_teacher_leaves_the_callers_encoder(tones):
     task = prepare_task(tones, "word", seed=0)
     cfg = PruneConfig(strategies=("forward", "greedy"), finetune=True, finetune_epochs=1,
                       finetune_lr=1e-3, refit=False, **FAST)
-    result, teacher_enc, _ = run_pruning(enc, task, cfg)
+    result, teacher_enc, _ = run_pruning(enc, task, cfg, progress=False)
     assert torch.equal(enc.layers[1].fc1.weight, before)
     # LayerDrop (the default) may skip layer 2 in every step of one tiny epoch: layer 1 always runs
     assert not torch.equal(teacher_enc.layers[0].fc1.weight, enc.layers[0].fc1.weight)
@@ -112,7 +116,7 @@ def test_the_models_own_head_is_the_teacher(tones, tones_dir, tmp_path):
     from stackslim.heads import fit_head
     from stackslim.models import load_encoder as load
     from stackslim.models.random_configs import _W2V_COMMON
-    from stackslim.prune import prune
+    from stackslim.prune import run as prune
 
     task = prepare_task(tones, "word", seed=0)
     names = ["extra"] + list(task.names)[::-1]  # the head knows one class more, in another order
@@ -131,7 +135,7 @@ def test_the_models_own_head_is_the_teacher(tones, tones_dir, tmp_path):
         model.classifier.bias.copy_(head.classifier.bias[rows])
     model.save_pretrained(tmp_path / "cls")
     pcfg = PruneConfig(strategies=("backward", "greedy"), refit=False, **FAST)
-    result = prune(tmp_path / "cls", tones_dir, tmp_path / "out", pcfg)
+    result = prune(tmp_path / "cls", tones_dir, tmp_path / "out", pcfg, progress=False)
     assert result.teacher.own_head and result.teacher.head_log is None
     assert json.loads((tmp_path / "out" / "pruning.json").read_text())["teacher"]["head"] == "the model's own"
     from stackslim.heads import accuracy
@@ -139,5 +143,6 @@ def test_the_models_own_head_is_the_teacher(tones, tones_dir, tmp_path):
     test = task.cache(enc, "test", progress=False)
     assert result.teacher.test_accuracy == pytest.approx(accuracy(head, test, task.y("test")), abs=1e-6)
     trained = prune(tmp_path / "cls", tones_dir, tmp_path / "out2",
-                    PruneConfig(strategies=("backward",), refit=False, own_head=False, save_model=False, **FAST))
+                    PruneConfig(strategies=("backward",), refit=False, own_head=False, save_model=False, **FAST),
+                    progress=False)
     assert not trained.teacher.own_head and trained.teacher.head_log.epochs_run > 0

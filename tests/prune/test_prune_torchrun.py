@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-ARGS = ["--head-epochs", "5", "--refit-epochs", "2", "--no-progress", "--batch-size", "16",
+ARGS = ["--epochs", "5", "--refit-epochs", "2", "--quiet", "--batch-size", "16",
         "--strategies", "forward,bi"]
 
 

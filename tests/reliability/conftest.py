@@ -1,29 +1,20 @@
 """Fixtures of the reliability tests: a 12-clip tone set and one reference run per command."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 from relhelpers import FAST
+from tonedata import make_tone_dataset
 
 from stackslim.cli import main
-
-
-def _make_tone_dataset():
-    """tests/conftest.py's `make_tone_dataset` (a conftest is not importable by name here)."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("stackslim_tests_root_conftest", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_tone_dataset
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """2 words × 3 speakers × 2 clips of 0.5 s (one speaker per split), manifest.csv."""
-    return _make_tone_dataset()(tmp_path_factory.mktemp("tiny"), words=2, speakers=3, per=2, seconds=0.5)
+    return make_tone_dataset(tmp_path_factory.mktemp("tiny"), words=2, speakers=3, per=2, seconds=0.5)
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,11 @@ from typing import Any
 
 FAST = {
     "analyze": ["--encode-batch", "2", "--checkpoint-every", "2", "--k", "3"],
-    "prune": ["--head-epochs", "2", "--refit-epochs", "1", "--no-progress", "--strategies", "forward,bi"],
+    "prune": ["--epochs", "2", "--refit-epochs", "1", "--quiet", "--strategies", "forward,bi"],
     "mimic": ["--epochs", "2", "--task-epochs", "2", "--head-epochs", "2", "--hidden", "8",
               "--latency-batch", "1", "--latency-repeats", "1", "--quiet"],
-    "share": ["--recover-epochs", "2", "--head-epochs", "2", "--latency-clips", "0", "--wer-clips", "0",
-              "--batch-size", "4", "--recover-minutes", "0"],
+    "share": ["--epochs", "2", "--head-epochs", "2", "--latency-clips", "0", "--wer-clips", "0",
+              "--batch-size", "4", "--max-minutes", "0"],
 }
 RESULT_FILE = {"analyze": "similarity.json", "prune": "pruning.json", "mimic": "mimic.json",
                "share": "share.json"}
@@ -128,13 +128,21 @@ def _arm(t: Trigger) -> None:
     setattr(owner, t.attr, wrapped)
 
 
-def _child(argv: list[str], out_path: str, err_path: str, trigger: Trigger | None) -> None:
-    """Body of the child process: `main(argv)` with stdout/stderr in files."""
+def _child(argv: list[str], out_path: str, err_path: str, trigger: Trigger | None,
+           fsize: int | None = None) -> None:
+    """Body of the child process: `main(argv)` with stdout/stderr in files; with `fsize`, no
+    file may grow beyond that many bytes (RLIMIT_FSIZE: a write fails with EFBIG, as on a full
+    disk)."""
     code = 99
     try:
         with open(out_path, "wb") as o, open(err_path, "wb") as e:
             os.dup2(o.fileno(), 1)
             os.dup2(e.fileno(), 2)
+        if fsize is not None:
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -159,13 +167,13 @@ def _child(argv: list[str], out_path: str, err_path: str, trigger: Trigger | Non
         os._exit(code)
 
 
-_PRELOAD = ["torch", "transformers", "stackslim.cli", "stackslim.similarity.analyze", "stackslim.prune.command",
+_PRELOAD = ["torch", "transformers", "stackslim.cli", "stackslim.similarity.pipeline", "stackslim.prune.command",
             "stackslim.prune.pipeline", "stackslim.mimic.command", "stackslim.share.command",
             "stackslim.models.random_configs"]
 
 
 def run_forked(argv: list[str], tmp: Path, trigger: Trigger | None = None,
-               timeout: float = 120.0) -> ChildResult:
+               timeout: float = 120.0, fsize: int | None = None) -> ChildResult:
     """Run `main(argv)` in a child process; return how it ended and what it printed.
 
     The child is forked from a fork server that imported stackslim once (a fresh interpreter
@@ -175,6 +183,7 @@ def run_forked(argv: list[str], tmp: Path, trigger: Trigger | None = None,
         argv: the command line after `stackslim`.
         tmp: a folder for the child's stdout/stderr files.
         trigger: where the child interrupts itself (None: it runs to the end).
+        fsize: the most bytes any file the child writes may hold (a "full disk"), or None.
     """
     import multiprocessing as mp
 
@@ -182,7 +191,7 @@ def run_forked(argv: list[str], tmp: Path, trigger: Trigger | None = None,
     out_path, err_path = tmp / "stdout.txt", tmp / "stderr.txt"
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
-    proc = ctx.Process(target=_child, args=(argv, str(out_path), str(err_path), trigger))
+    proc = ctx.Process(target=_child, args=(argv, str(out_path), str(err_path), trigger, fsize))
     proc.start()
     proc.join(timeout)
     if proc.exitcode is None:

@@ -76,7 +76,8 @@ def test_bad_audio_file_in_a_folder_data_set(spoil, why, tiny_data, tmp_path, ca
 
 def test_missing_audio_file_in_a_manifest(tiny_data, tmp_path, capsys):
     rows = (tiny_data / "manifest.csv").read_text().splitlines()
-    manifest = tmp_path / "m.csv"
+    manifest = tmp_path / "data" / "m.csv"  # the manifest's folder is an input: --out beside it
+    manifest.parent.mkdir()
     manifest.write_text("\n".join(rows[:1] + [f"{tiny_data}/{r}" if not r.startswith("/") else r for r in rows[1:]]
                                   + ["/no/such/clip.wav,w0,s0"]) + "\n")
     out = tmp_path / "out"
@@ -88,7 +89,8 @@ def test_missing_audio_file_in_a_manifest(tiny_data, tmp_path, capsys):
 @pytest.mark.parametrize("header, why", [("file,label", "lacks column(s) path"),
                                          ("path,speaker", "lacks column(s) label")])
 def test_manifest_without_a_column(header, why, tmp_path, capsys):
-    manifest = tmp_path / "m.csv"
+    manifest = tmp_path / "data" / "m.csv"
+    manifest.parent.mkdir()
     manifest.write_text(f"{header}\na.wav,x\n")
     assert why in _fails(capsys, ["prune", "random:wav2vec2", str(manifest), "--out", str(tmp_path / "o"),
                                   *FAST["prune"]], manifest)

@@ -64,7 +64,7 @@ def test_killed_run_then_rerun_gives_the_same_results(cmd, trigger, where, tiny_
 
 
 STALE = [  # a rerun over a finished run's folder, killed before it finishes
-    ("analyze", Trigger("stackslim.similarity.analyze", "write_json", 2, KILL)),  # after config.json
+    ("analyze", Trigger("stackslim.run", "write_json", 2, KILL)),  # after config.json
     ("mimic", Trigger("torch.optim.AdamW", "step", 2, KILL)),
     ("share", Trigger("torch.optim.AdamW", "step", 1, KILL)),
     ("prune", Trigger("stackslim.prune.pipeline", "save_pruned", 1, KILL)),
@@ -103,7 +103,7 @@ def test_sigint_to_a_real_process_exits_130_without_traceback(tone_data, tmp_pat
     assert not (out / "similarity.json").exists()
 
 
-STUDY_FAST = ["--quick", "--max-clips", "12", "--analyze-clips", "12", "--train-minutes", "0.02",
+STUDY_FAST = ["--quick", "--max-clips", "12", "--analyze-clips", "12", "--mimic-epochs", "1", "--recover-epochs", "1",
               "--latency-clips", "1", "--strategies", "forward,bi"]
 
 

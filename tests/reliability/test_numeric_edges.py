@@ -14,7 +14,7 @@ from stackslim.cli import main
 from stackslim.data import write_wav
 from stackslim.results import write_json
 from stackslim.similarity import SimilarityEngine
-from stackslim.similarity.errors import SimilarityError
+from stackslim.similarity import SimilarityError
 from stackslim.similarity.metrics import cosine, linear_cka, mutual_knn
 
 

@@ -163,7 +163,7 @@ def test_asr_weight_errors_are_one_line(tone_data, tmp_path, capsys, model, extr
     extra = [str(tone_data) if e == "POOL" else e for e in extra]
     rc = main(["share", model, str(tone_data), "--out", str(tmp_path / "o"), "--asr-weight", "1",
                "--group", "2", "--rank", "2", "--head-epochs", "1", "--latency-clips", "0",
-               "--calib", "0", "--recover-epochs", "1", *extra])
+               "--calib", "0", "--epochs", "1", *extra])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o" / "share.json").exists()

@@ -111,15 +111,15 @@ def test_without_layers_keeps_groups(clips):
 
 
 def test_config_group_spec():
-    from stackslim.share.config import ShareConfig
+    from stackslim.share.config import ShareConfig, ShareError
 
     assert ShareConfig().group_spec() == (3, None)
     assert ShareConfig(group=2).group_spec() == (2, None)
     assert ShareConfig(groups="blocks").group_spec() == ("blocks", None)
     assert ShareConfig(groups="blocks", group=4).group_spec() == ("blocks", 4)
     assert ShareConfig(groups="0-2,3,4-5").group_spec() == ([[0, 1, 2], [3], [4, 5]], None)
-    with pytest.raises(EncoderError, match="ranges"):
-        ShareConfig(groups="first-two").group_spec()
+    with pytest.raises(ShareError, match="ranges"):  # refused when the config is made
+        ShareConfig(groups="first-two")
 
 
 def test_delegates_adapter_attributes():

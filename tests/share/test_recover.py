@@ -6,10 +6,11 @@ import json
 import torch
 
 from stackslim.cli import main
+from stackslim.evaluate import stack_accuracy as student_accuracy
 from stackslim.heads import fit_head, prepare_task
 from stackslim.models import load_encoder
 from stackslim.share import load_shared, to_residual
-from stackslim.share.recover import distill_cache, last_state_error, recover, student_accuracy
+from stackslim.share.recover import distill_cache, last_state_error, recover
 from stackslim.train import TrainConfig
 
 
@@ -43,7 +44,7 @@ def test_recovery_brings_the_student_closer(tone_data):
 def test_share_command_end_to_end(tone_data, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["share", "random:whisper", str(tone_data), "--out", str(out), "--group", "2",
-               "--rank", "4", "--no-diag", "--share-norms", "--recover-epochs", "1",
+               "--rank", "4", "--no-diag", "--share-norms", "--epochs", "1",
                "--head-epochs", "2", "--latency-clips", "2", "--batch-size", "8"])
     assert rc == 0
     res = json.loads((out / "share.json").read_text())
@@ -62,7 +63,7 @@ def test_share_command_end_to_end(tone_data, tmp_path, capsys):
 
 def test_share_command_bad_input(tone_data, tmp_path, capsys):
     rc = main(["share", "random:whisper", str(tone_data), "--out", str(tmp_path / "x"),
-               "--rank", "100", "--recover-epochs", "0", "--head-epochs", "1"])
+               "--rank", "100", "--epochs", "0", "--head-epochs", "1"])
     assert rc == 2
     assert "rank 100" in capsys.readouterr().err
     torch.set_grad_enabled(True)

@@ -10,7 +10,7 @@ def test_share_command_aware_aligned(tone_data, tmp_path):
     out = tmp_path / "run"
     rc = main(["share", "random:whisper", str(tone_data), "--out", str(out), "--group", "2",
                "--rank", "4", "--init", "aware", "--align", "--calib", "8",
-               "--recover-states", "all-then-last", "--recover-epochs", "2", "--recover-minutes", "0.5",
+               "--recover-states", "all-then-last", "--epochs", "2", "--max-minutes", "0.5",
                "--head-epochs", "2", "--latency-clips", "0", "--batch-size", "8"])
     assert rc == 0
     res = json.loads((out / "share.json").read_text())

@@ -8,7 +8,7 @@ import json
 def test_share_recovery_two_processes(tone_data, tmp_path, torchrun):
     out = tmp_path / "run"
     r = torchrun(["-m", "stackslim", "share", "random:wav2vec2", tone_data, "--out", out,
-                  "--group", "2", "--rank", "4", "--recover-epochs", "2", "--head-epochs", "2",
+                  "--group", "2", "--rank", "4", "--epochs", "2", "--head-epochs", "2",
                   "--latency-clips", "2", "--batch-size", "4",
                   "--unlabelled", tone_data, "--max-unlabelled", "20"])
     assert r.returncode == 0, r.stderr[-3000:]

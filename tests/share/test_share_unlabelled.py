@@ -35,8 +35,8 @@ def _share(tone_data, out, *extra) -> dict:
 
 def test_unlabelled_clips_join_the_recovery(tone_data, pool, tmp_path):
     res = _share(tone_data, tmp_path / "pool", "--unlabelled", str(pool), "--max-unlabelled", "4",
-                 "--recover-epochs", "1")
-    base = _share(tone_data, tmp_path / "base", "--recover-epochs", "1")
+                 "--epochs", "1")
+    base = _share(tone_data, tmp_path / "base", "--epochs", "1")
     n, n0 = res["recovery"]["data"], base["recovery"]["data"]
     assert res["config"]["unlabelled"] == str(pool) and res["config"]["max_unlabelled"] == 4
     assert n["unlabelled_clips"] == 4 and n0["unlabelled_clips"] == 0
@@ -49,8 +49,9 @@ def test_unlabelled_clips_join_the_recovery(tone_data, pool, tmp_path):
 
 def test_recovery_keeps_its_time_budget_with_unlabelled_clips(tone_data, pool, tmp_path):
     budget_s = 3.0
-    res = _share(tone_data, tmp_path / "run", "--unlabelled", str(pool), "--recover-epochs",
-                 "100000", "--recover-minutes", str(budget_s / 60), "--recover-states", "all-then-last")
+    res = _share(tone_data, tmp_path / "run", "--unlabelled", str(pool), "--epochs", "100000",
+                 "--patience", "100000", "--max-minutes", str(budget_s / 60),
+                 "--recover-states", "all-then-last")
     rec = res["recovery"]
     assert rec["data"]["unlabelled_clips"] == 6 and rec["stopped_by"] == "time"
     epoch_s = rec["seconds"] / rec["epochs_run"]

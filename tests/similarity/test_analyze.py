@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stackslim.cli import main
-from stackslim.similarity.analyze import AnalyzeConfig, analyze
+from stackslim.similarity import AnalyzeConfig, run
 
 
 def test_analyze_writes_every_file(tone_data, tmp_path, capsys):
@@ -39,9 +39,9 @@ def test_analyze_writes_every_file(tone_data, tmp_path, capsys):
 def test_resume_from_checkpoint_gives_same_result(tone_data, tmp_path, monkeypatch):
     cfg = AnalyzeConfig(max_clips=24, encode_batch=4, checkpoint_every=2, metrics=("cka", "cosine"),
                         robustness=False)
-    full = analyze("random:hubert", str(tone_data), tmp_path / "a", cfg, progress=False)
+    full = run("random:hubert", str(tone_data), tmp_path / "a", cfg, progress=False)
     # interrupt a second run after 3 batches: the checkpoint holds 2 batches
-    from stackslim.similarity import analyze as mod
+    from stackslim.similarity import pipeline as mod
 
     calls = {"n": 0}
     real = mod.SimilarityEngine.update
@@ -54,7 +54,7 @@ def test_resume_from_checkpoint_gives_same_result(tone_data, tmp_path, monkeypat
 
     monkeypatch.setattr(mod.SimilarityEngine, "update", flaky)
     with pytest.raises(KeyboardInterrupt):
-        analyze("random:hubert", str(tone_data), tmp_path / "b", cfg, progress=False)
+        run("random:hubert", str(tone_data), tmp_path / "b", cfg, progress=False)
     assert (tmp_path / "b" / ".analyze.ckpt").exists()
     assert not (tmp_path / "b" / "similarity.json").exists()  # nothing half-written
     monkeypatch.setattr(mod.SimilarityEngine, "update", real)
@@ -65,10 +65,10 @@ def test_resume_from_checkpoint_gives_same_result(tone_data, tmp_path, monkeypat
         return real(self, hs)
 
     monkeypatch.setattr(mod.SimilarityEngine, "update", counting)
-    resumed = analyze("random:hubert", str(tone_data), tmp_path / "b", cfg, progress=False)
+    resumed = run("random:hubert", str(tone_data), tmp_path / "b", cfg, progress=False)
     assert seen["n"] == 6 - 2  # the two checkpointed batches were not redone
     for m in ("cka", "cosine"):
-        np.testing.assert_allclose(resumed["similarity"]["matrices"][m], full["similarity"]["matrices"][m],
+        np.testing.assert_allclose(resumed.similarity.matrices[m], full.similarity.matrices[m],
                                    atol=1e-9)
 
 
@@ -77,17 +77,17 @@ def test_loaded_model_and_explicit_clips_equal_the_spec_run(tone_data, tmp_path)
     the command computes from specs on the same clips."""
     from stackslim.data import load_dataset
     from stackslim.models import load_encoder
-    from stackslim.similarity.analyze import select_clips
+    from stackslim.similarity import select_clips
 
     cfg = AnalyzeConfig(max_clips=12, metrics=("cka", "cosine"), robustness=False)
     ds = load_dataset(str(tone_data))
-    by_spec = analyze("random:hubert", str(tone_data), tmp_path / "a", cfg, progress=False)
+    by_spec = run("random:hubert", str(tone_data), tmp_path / "a", cfg, progress=False)
     clips = select_clips(ds, cfg)
-    by_object = analyze(load_encoder("random:hubert"), ds, tmp_path / "b", AnalyzeConfig(
+    by_object = run(load_encoder("random:hubert"), ds, tmp_path / "b", AnalyzeConfig(
         metrics=("cka", "cosine"), robustness=False), progress=False, clips=reversed(clips))
-    assert by_object["clips"] == len(clips) == 12
+    assert by_object.clips == len(clips) == 12
     for m in ("cka", "cosine"):
-        np.testing.assert_allclose(by_object["similarity"]["matrices"][m], by_spec["similarity"]["matrices"][m],
+        np.testing.assert_allclose(by_object.similarity.matrices[m], by_spec.similarity.matrices[m],
                                    atol=1e-9)
 
 
@@ -128,3 +128,36 @@ def test_torchrun_two_processes_equal_one(tone_data, tmp_path):
     for m in ("cosine", "cka", "mknn"):
         np.testing.assert_allclose(two["similarity"]["matrices"][m], one["similarity"]["matrices"][m],
                                    atol=1e-6)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(metrics=()), "at least one metric"),
+    (dict(metrics=("cka", "foo")), "unknown metric"),
+    (dict(metrics=("mknn",), estimator="unbiased"), "mknn does not support"),
+    (dict(max_clips=-1), "max-clips"),
+    (dict(encode_batch=0), "encode-batch"),
+    (dict(k=0), "k must be"),
+    (dict(estimator="minibatch", minibatch=3), "minibatch 3 is too small"),
+    (dict(cka_space="feature", view="flat"), "cka_space='feature'"),
+    (dict(split="dev"), "unknown split"),
+    (dict(device="tpu"), "not a device"),
+])
+def test_bad_options_fail_when_the_config_is_built(kw, msg):
+    from stackslim.errors import StackslimError
+    from stackslim.similarity import SimilarityError
+
+    with pytest.raises(SimilarityError, match=msg):
+        AnalyzeConfig(**kw)
+    assert issubclass(SimilarityError, StackslimError)
+
+
+def test_unreadable_checkpoint_is_discarded_with_a_warning(tone_data, tmp_path):
+    cfg = AnalyzeConfig(max_clips=12, metrics=("cosine",), robustness=False)
+    full = run("random:hubert", str(tone_data), tmp_path / "a", cfg, progress=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / ".analyze.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match=r"\.analyze\.ckpt"):
+        again = run("random:hubert", str(tone_data), tmp_path / "b", cfg, progress=False)
+    np.testing.assert_allclose(again.similarity.matrices["cosine"], full.similarity.matrices["cosine"],
+                               atol=1e-9)
+    assert not (tmp_path / "b" / ".analyze.ckpt").exists()

@@ -9,11 +9,11 @@ pytestmark = pytest.mark.real
 
 
 def test_adjacent_layers_more_similar_than_distant(tmp_path):
-    from stackslim.similarity.analyze import AnalyzeConfig, analyze
+    from stackslim.similarity import AnalyzeConfig, run
 
-    s = analyze("whisper-base", "synth-commands", tmp_path,
+    s = run("whisper-base", "synth-commands", tmp_path,
                 AnalyzeConfig(max_clips=160, metrics=("cka",), robustness=False), progress=False)
-    C = np.array(s["similarity"]["matrices"]["cka"])
+    C = np.array(s.similarity.matrices["cka"])
     L = C.shape[0] - 1
     adjacent = np.mean([C[i, i + 1] for i in range(1, L)])
     distant = np.mean([C[i, j] for i in range(1, L + 1) for j in range(i + 3, L + 1)])

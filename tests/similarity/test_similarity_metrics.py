@@ -40,9 +40,10 @@ def cka_unbiased_ref(X, Y) -> float:
     return hsic_unbiased_ref(X, Y) / np.sqrt(hsic_unbiased_ref(X, X) * hsic_unbiased_ref(Y, Y))
 
 
-def mknn_ref(X, Y, k) -> float:
+def mknn_ref(X, Y, k, center: bool = False) -> float:
     def nn(A):
-        A = A - A.mean(0)
+        if center:
+            A = A - A.mean(0)
         A = A / np.linalg.norm(A, axis=1, keepdims=True)
         G = A @ A.T
         np.fill_diagonal(G, -np.inf)
@@ -82,8 +83,9 @@ def test_unbiased_cka_matches_song_formula(seed, n, d1, d2):
 @SETTINGS
 @given(seed=st.integers(0, 2**31), n=st.integers(6, 40), k=st.integers(1, 5))
 def test_mutual_knn_matches_reference(seed, n, k):
-    X, Y = data(seed, n, 7, 5)
+    X, Y = data(seed, n, 7, 5, shift=1.0)  # an offset: centring would change the neighbours
     assert mutual_knn(X, Y, k=k) == pytest.approx(mknn_ref(X, Y, k), abs=1e-12)
+    assert mutual_knn(X, Y, k=k, center=True) == pytest.approx(mknn_ref(X, Y, k, center=True), abs=1e-12)
 
 
 def test_cosine_reference_and_zero_rows():

@@ -21,10 +21,11 @@ from stackslim.similarity.allpairs import gram_pass
 SETTINGS = settings(max_examples=30, deadline=None)
 
 
-def reference(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def reference(X: np.ndarray, k: int, knn_center: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(S, S) biased CKA and mutual kNN of X (n, S, D) from the textbook formulas, all in memory:
     CKA_ij = ||Xc_i^T Xc_j||_F^2 / (||Xc_i^T Xc_i||_F ||Xc_j^T Xc_j||_F); kNN by cosine of the
-    centred rows, a sample never its own neighbour."""
+    raw rows (the reference definition; of the centred rows with knn_center), a sample never its
+    own neighbour."""
     n, S, _ = X.shape
     Xc = X - X.mean(0)
     cka, nbrs = np.eye(S), []
@@ -32,7 +33,8 @@ def reference(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         for j in range(S):
             num = np.linalg.norm(Xc[:, i].T @ Xc[:, j]) ** 2
             cka[i, j] = num / (np.linalg.norm(Xc[:, i].T @ Xc[:, i]) * np.linalg.norm(Xc[:, j].T @ Xc[:, j]))
-        U = Xc[:, i] / np.linalg.norm(Xc[:, i], axis=1, keepdims=True)
+        R = Xc[:, i] if knn_center else X[:, i]
+        U = R / np.linalg.norm(R, axis=1, keepdims=True)
         sim = U @ U.T
         np.fill_diagonal(sim, -np.inf)
         nbrs.append([set(np.argsort(-row)[:k]) for row in sim])
@@ -66,14 +68,15 @@ def test_blocked_pass_from_disk_equals_the_formulas(seed, n, S, D, k, budget):
     st_ = SampleStore(S)
     for part in X.split(5):  # several appends
         st_.update(part)
-    A, idx = gram_pass(st_, cka=True, k=k, budget=budget)
-    A_mem, idx_mem = gram_pass(X, cka=True, k=k, budget=2**30)  # one block, in memory
-    torch.testing.assert_close(A, A_mem, rtol=1e-10, atol=0)
-    assert torch.equal(idx, idx_mem)
-    cka, knn = reference(X.numpy(), k)
-    np.testing.assert_allclose(allpairs.cka_from_inner(A).numpy(), cka, rtol=1e-10, atol=1e-12)
-    got = (allpairs.knn_overlap_matrix(idx) / (n * k)).numpy()
-    np.testing.assert_allclose(got, knn, atol=1e-12)
+    for center in (False, True):
+        A, idx = gram_pass(st_, cka=True, k=k, budget=budget, knn_center=center)
+        A_mem, idx_mem = gram_pass(X, cka=True, k=k, budget=2**30, knn_center=center)  # one block, in memory
+        torch.testing.assert_close(A, A_mem, rtol=1e-10, atol=0)
+        assert torch.equal(idx, idx_mem)
+        cka, knn = reference(X.numpy(), k, knn_center=center)
+        np.testing.assert_allclose(allpairs.cka_from_inner(A).numpy(), cka, rtol=1e-10, atol=1e-12)
+        got = (allpairs.knn_overlap_matrix(idx) / (n * k)).numpy()
+        np.testing.assert_allclose(got, knn, atol=1e-12)
     st_.close()
 
 

@@ -18,7 +18,7 @@ def study_dir(tone_data, tmp_path_factory):
     """A quick study, run in two invocations: stopped after `prune`, then resumed."""
     out = tmp_path_factory.mktemp("study")
     args = ["study", "random:wav2vec2", str(tone_data), "--quick", "--out", str(out),
-            "--max-clips", "72", "--analyze-clips", "36", "--train-minutes", "0.1"]
+            "--max-clips", "72", "--analyze-clips", "36", "--mimic-epochs", "2", "--recover-epochs", "1"]
     assert main([*args, "--stop-after", "prune"]) == 0
     assert (out / "prune" / "step.json").exists() and not (out / "results.json").exists()
     marker = (out / "prune" / "step.json").stat().st_mtime_ns

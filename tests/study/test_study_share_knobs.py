@@ -1,42 +1,61 @@
-"""The study's --share-* recovery knobs reach `stackslim share` and change the steps' keys."""
+"""The study's --share-* recovery knobs and work budgets reach `stackslim.share.run` /
+`stackslim.mimic.run` and change the steps' keys."""
 from __future__ import annotations
 
 from dataclasses import replace
 
-import stackslim.share.command as share_command
-from stackslim.study import run as study_run
-from stackslim.study.config import StudyConfig
+import stackslim.share
+from stackslim.study import StudyConfig
+from stackslim.study import pipeline as study_pipeline
+from stackslim.study.steps import step_key
 
 
 class _Result:
     def to_json(self) -> dict:
         acc = {"accuracy": 0.5}
-        return {"after": acc, "before": acc, "teacher": acc, "size": {"stack_ratio": 0.5}, "groups": []}
+        return {"after": acc, "before": acc, "teacher": acc, "size": {"stack_ratio": 0.5}, "groups": [],
+                "recovery": {"epochs_run": 1, "stopped_by": "time"}}
 
 
 def test_share_step_passes_the_recovery_knobs(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_share(enc, ds, folder, scfg, spec=None):
+    def fake_share(enc, ds, folder, scfg, *, progress=True, force=False, spec=None):
         seen["cfg"], seen["spec"] = scfg, spec
         return _Result()
 
-    monkeypatch.setattr(share_command, "share", fake_share)
+    monkeypatch.setattr(stackslim.share, "run", fake_share)
     cfg = StudyConfig(share_recover_states="last", share_unlabelled="synth-sentences",
-                      share_max_unlabelled=120, share_asr_weight=1.0)
-    study_run._share_step("whisper-base", None, None, cfg, "K3-r16")(tmp_path)
+                      share_max_unlabelled=120, share_asr_weight=1.0, recover_epochs=2, max_minutes=0.5)
+    scfg = study_pipeline.method_configs(cfg)["share-K3-r16"]
+    summary = study_pipeline._share_step("whisper-base", None, None, scfg, False)(tmp_path)
     s = seen["cfg"]
     assert (s.group, s.rank, s.recover_states, s.unlabelled, s.max_unlabelled, s.asr_weight) == \
         (3, 16, "last", "synth-sentences", 120, 1.0)
+    assert (s.train.epochs, s.train.max_minutes, s.train.seed) == (2, 0.5, 0)
     assert seen["spec"] == "whisper-base"  # where the tokenizer for the decoder loss comes from
+    assert summary["capped"] == ["recovery"]  # the cap bit: the variant's row will say so
 
 
-def test_default_knobs_keep_the_old_step_keys_and_others_change_them():
-    default = StudyConfig()
-    assert study_run._share_recovery_knobs(default) == []  # studies run before still resume
+def test_mimic_budget_is_counted_in_epochs_for_both_stages():
+    m = study_pipeline.method_configs(StudyConfig(mimic_epochs=7, seed=3))["mimic-linear-1-512"]
+    assert (m.train.epochs, m.task_epochs, m.train.max_minutes, m.train.seed) == (7, 7, 0.0, 3)
+
+
+def test_every_knob_changes_its_step_key():
+    default = study_pipeline.method_configs(StudyConfig())["share-K3-r16"]
     for change in (dict(share_recover_states="last"), dict(share_unlabelled="synth-sentences"),
-                   dict(share_max_unlabelled=10), dict(share_asr_weight=1.0)):
-        assert study_run._share_recovery_knobs(replace(default, **change)) != [], change
+                   dict(share_max_unlabelled=10), dict(share_asr_weight=1.0, share_unlabelled="x"),
+                   dict(recover_epochs=5), dict(max_minutes=1.0), dict(seed=1)):
+        other = study_pipeline.method_configs(replace(StudyConfig(), **change))["share-K3-r16"]
+        assert step_key(other) != step_key(default), change
+
+
+def test_capped_names_the_stages_a_cap_cut_short():
+    logs = {"teacher_head": {"stopped_by": "patience"}, "stage1": {"stopped_by": "time"},
+            "stage2": {"stopped_by": "epochs"}}
+    assert study_pipeline.capped(logs) == ["stage1"]
+    assert study_pipeline.capped({"stage1": None}) == []
 
 
 def test_asr_weight_without_clips_fails_before_any_step(tone_data, tmp_path, capsys):

@@ -14,6 +14,8 @@ Example::
 from .audio import (
     SAMPLE_RATE,
     AudioError,
+    Wave,
+    clip_name,
     fit_length,
     peak_normalize,
     read_audio,
@@ -42,6 +44,8 @@ from .tts import CLEAR_VOICES, COMMAND_VOICES, STYLES, Voice
 __all__ = [
     "SAMPLE_RATE",
     "AudioError",
+    "Wave",
+    "clip_name",
     "fit_length",
     "peak_normalize",
     "read_audio",

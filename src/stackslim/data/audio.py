@@ -17,15 +17,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy.signal import firwin, resample_poly
+from ..errors import AudioError
 
 SAMPLE_RATE = 16000
 
 # Extensions that the folder loader treats as audio (libsndfile reads all of them).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
-
-class AudioError(ValueError):
-    """An audio file that cannot be used; the message is one line and names the file."""
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
@@ -50,6 +48,35 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndar
 
 
 MIN_RATE, MAX_RATE = 1_000, 384_000  # sample rates read_audio converts; others are refused
+
+
+class Wave(np.ndarray):
+    """A clip's samples (float32, 1-D) that remember the file they came from.
+
+    `AudioDataset.load` returns these, so that an encoder refusing a clip (too short, too long,
+    non-finite states) names the file, not a position in the batch: ``clip_name(w)``. Only the
+    loaded array itself carries the path; anything computed from it (a slice, a sum, a copy)
+    is a plain array without one, so a derived signal is never named after a file.
+    """
+
+    path: Path | None = None
+
+    def __array_finalize__(self, obj) -> None:  # views and results: no path
+        self.path = None
+
+    @classmethod
+    def of(cls, samples: np.ndarray, path: str | os.PathLike) -> "Wave":
+        w = np.asarray(samples).view(cls)
+        w.path = Path(path)
+        return w
+
+
+def clip_name(wave, i: int | None = None) -> str:
+    """How messages name a clip: its file when it has one, else its position in the batch."""
+    path = getattr(wave, "path", None)
+    if path is not None:
+        return str(path)
+    return "clip" if i is None else f"clip {i} of the batch"
 
 
 @lru_cache(maxsize=32)
@@ -134,6 +161,9 @@ def write_wav(
     os.close(fd)
     try:
         sf.write(tmp, wave, sr, subtype=subtype, format="WAV")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a clip is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +16,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .audio import AUDIO_EXTENSIONS, read_audio
+from ..errors import DataError
+from .audio import AUDIO_EXTENSIONS, Wave, read_audio
+from .synth import MANIFEST
+from .synth import build as build_synth
 
 SYNTH_NAMES = ("synth-commands", "synth-sentences")
-MANIFEST = "manifest.csv"
 REQUIRED_COLUMNS = ("path", "label")
 
-
-class DataError(ValueError):
-    """A data set that cannot be used; the message is one line and names the file or folder."""
 
 
 @dataclass
@@ -83,9 +83,11 @@ class AudioDataset:
         extra = sorted({k for c in self.clips for k in c.extra})
         return ["label", "speaker", *extra]
 
-    def load(self, i: int) -> np.ndarray:
-        """Audio of clip ``i`` as float32 mono 16 kHz, shape (T,)."""
-        return read_audio(self.clips[i].path)
+    def load(self, i: int) -> Wave:
+        """Audio of clip ``i`` as float32 mono 16 kHz, shape (T,), that knows its file
+        (`Wave.path`), so that an encoder's error about the clip names it."""
+        path = self.clips[i].path
+        return Wave.of(read_audio(path), path)
 
     def waves(self, indices: Sequence[int] | None = None) -> Iterator[np.ndarray]:
         """Yield the audio of the given clips (all clips when None), one at a time."""
@@ -245,11 +247,9 @@ def load_dataset(
         DataError: the spec is none of these, or the data is unusable.
     """
     if str(spec) in SYNTH_NAMES:
-        from . import synth  # local import: synth imports this module
-
         name = str(spec)
         out = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        folder = synth.build(name, out / "data" / name)
+        folder = build_synth(name, out / "data" / name)
         ds = from_csv(folder / MANIFEST)
         ds.name = name
         return ds
@@ -279,6 +279,7 @@ class TaskLabels(NamedTuple):
     ids: np.ndarray  # (N,) int64
     group_by: str | None  # column to keep disjoint across splits (None: split clips freely)
     column: str  # the column the classes come from
+    split_kind: str = ""  # how the splits are made, for results: "by speaker", "random", ...
 
 
 def task_labels(dataset: AudioDataset, task: str) -> TaskLabels:
@@ -287,6 +288,9 @@ def task_labels(dataset: AudioDataset, task: str) -> TaskLabels:
     ``word``/``label`` classify the label column and split by speaker (unseen speakers at test
     time); ``speaker`` classifies speakers and splits by label (unseen words at test time, so a
     probe cannot win by recognising the word); any other column (e.g. ``style``) splits by speaker.
+    When a clip has no speaker the splits are random (stratified by class), with a warning naming
+    the data set: a speaker may then be heard in train and in test. `TaskLabels.split_kind` says
+    which was done.
 
     Raises:
         DataError: the column is missing or empty for some clip.
@@ -302,12 +306,18 @@ def task_labels(dataset: AudioDataset, task: str) -> TaskLabels:
     names = sorted(set(values))  # type: ignore[arg-type]
     index = {v: i for i, v in enumerate(names)}
     ids = np.array([index[v] for v in values], dtype=np.int64)
-    has_speakers = all(c.speaker for c in dataset.clips)
+    no_speaker = sum(not c.speaker for c in dataset.clips)
     if column == "speaker":
         group_by = "label"
+    elif no_speaker == 0:
+        group_by = "speaker"
     else:
-        group_by = "speaker" if has_speakers else None
-    return TaskLabels(names, ids, group_by, column)
+        group_by = None
+        warnings.warn(f"{dataset.name}: {no_speaker} of {len(dataset)} clips have no speaker, so the "
+                      f"train/validation/test splits are random (stratified by {column}), not by "
+                      "speaker: a speaker may be heard in train and in test", stacklevel=2)
+    kind = f"by {group_by}" if group_by else f"random (stratified by {column})"
+    return TaskLabels(names, ids, group_by, column, kind)
 
 
 def split(

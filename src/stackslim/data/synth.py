@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, peak_normalize, trim_silence, write_wav
-from .datasets import MANIFEST, DataError
+from ..errors import DataError
 from .sentences import EVAL_SENTENCES, pool_sentences
 from .tts import CLEAR_VOICES, COMMAND_VOICES, STYLES, Voice, check_tools, needs_sox, synthesize
 
@@ -43,6 +43,7 @@ COMMAND_WORDS = (
 ).split()
 
 
+MANIFEST = "manifest.csv"  # a data set folder's manifest (datasets.from_csv reads it)
 DEFAULT_RENDITIONS = 2
 DEFAULT_COMMAND_CLIPS = len(COMMAND_WORDS) * len(COMMAND_VOICES) * len(STYLES) * DEFAULT_RENDITIONS
 DEFAULT_POOL_CLIPS = 600

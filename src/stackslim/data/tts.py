@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, resample, trim_silence
-from .datasets import DataError
+from ..errors import DataError
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluate.accuracy import stack_accuracy
 from ..models.base import Encoder
 from ..models.cache import StateCache
 from ..train import TrainConfig, TrainLog, train
@@ -44,19 +45,6 @@ def stack_logits(enc: Encoder, head: ClassifierHead, cache: StateCache,
             h = enc.run_layer(i, h, ctx)
     norm = enc.final_norm_module
     return head(norm(h) if norm is not None else h, n)
-
-
-@torch.no_grad()
-def stack_accuracy(enc: Encoder, head: ClassifierHead, cache: StateCache, y: torch.Tensor,
-                   batch_size: int = 32) -> float:
-    """Accuracy of encoder stack + head on a state-0 cache."""
-    was = enc.training
-    enc.eval()
-    head.eval()
-    pred = torch.cat([stack_logits(enc, head, cache, range(s, min(s + batch_size, len(cache)))).argmax(-1)
-                      for s in range(0, len(cache), batch_size)])
-    enc.train(was)
-    return float((pred.cpu() == y).float().mean())
 
 
 def finetune(enc: Encoder, head: ClassifierHead, train_cache: StateCache, train_y: torch.Tensor,

@@ -24,6 +24,7 @@ class Task:
     names: list[str]  # class names, ids index into it
     ids: np.ndarray  # (N,) class id of every clip of the data set
     splits: dict[str, list[int]]  # train / validation / test → data set indices
+    split_kind: str = ""  # "by speaker", "by label" or "random (stratified by label)"
 
     @property
     def num_classes(self) -> int:
@@ -47,7 +48,8 @@ class Task:
 
     def describe(self) -> dict:
         return {"data": self.dataset.name, "task": self.task, "classes": self.num_classes,
-                "clips": {k: len(v) for k, v in self.splits.items()}, "chance": self.chance}
+                "clips": {k: len(v) for k, v in self.splits.items()}, "split": self.split_kind,
+                "chance": self.chance}
 
 
 def prepare_task(data: str | AudioDataset, task: str = "word", seed: int = 0,
@@ -57,6 +59,8 @@ def prepare_task(data: str | AudioDataset, task: str = "word", seed: int = 0,
 
     `max_clips` keeps a seeded random subset of each split (proportionally), for quick runs.
     A class must have clips in train; every split must be non-empty (DataError otherwise).
+    Splits keep speakers apart when every clip has one, else they are random, with a warning;
+    `Task.split_kind` (and `describe()`, in every results file) says which.
     """
     ds = data if isinstance(data, AudioDataset) else load_dataset(data)
     labels = task_labels(ds, task)
@@ -68,4 +72,5 @@ def prepare_task(data: str | AudioDataset, task: str = "word", seed: int = 0,
         frac = max_clips / len(ds)
         parts = {k: sorted(rng.choice(v, size=max(1, int(round(len(v) * frac))), replace=False).tolist())
                  for k, v in parts.items()}
-    return Task(dataset=ds, task=task, names=labels.names, ids=labels.ids, splits=parts)
+    return Task(dataset=ds, task=task, names=labels.names, ids=labels.ids, splits=parts,
+                split_kind=labels.split_kind)

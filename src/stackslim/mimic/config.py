@@ -7,16 +7,17 @@ Command::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..data.pool import MAX_UNLABELLED_HELP, UNLABELLED_HELP
+from ..errors import StackslimError
 from ..runtime import DEVICE_HELP
 from ..train import TrainConfig
 from .augment import FeatureMask
 from .layers import KINDS
 
 
-class MimicError(ValueError):
+class MimicError(StackslimError):
     """A mimic option or saved mimic model that cannot be used (one-line message)."""
 
 
@@ -67,18 +68,18 @@ class MimicConfig:
     bf16: bool = field(default=False, metadata={
         "help": "train with bfloat16 autocast on the CPU (about 2x faster on CPUs with AMX/AVX512-BF16; "
                 "evaluation stays float32)"})
-    epochs: int = field(default=30, metadata={"help": "stage 1 (MSE) maximum epochs"})
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=30, lr=1e-3, batch_size=32, patience=5),
+        metadata={"help": "stage 1 (MSE) training: epochs and lr are stage 1's; batch_size (clips "
+                          "per step), weight_decay, schedule, warmup, patience, seed (split, init, "
+                          "shuffling) and max_minutes (a wall-clock cap per stage, 0: none) hold "
+                          "for stage 2 too"})
     task_epochs: int = field(default=30, metadata={"help": "stage 2 (task loss) maximum epochs"})
-    head_epochs: int = field(default=30, metadata={"help": "teacher head maximum epochs"})
-    lr: float = field(default=1e-3, metadata={"help": "stage 1 AdamW learning rate"})
     task_lr: float = field(default=3e-4, metadata={"help": "stage 2 AdamW learning rate"})
-    batch_size: int = field(default=32, metadata={"help": "clips per training step"})
-    patience: int = field(default=5, metadata={"help": "epochs without validation gain before stopping"})
-    max_minutes: float = field(default=0.0, metadata={"help": "time budget per stage in minutes (0: none)"})
+    head_epochs: int = field(default=30, metadata={"help": "teacher head maximum epochs"})
     encode_batch: int = field(default=16, metadata={"help": "clips per teacher forward when caching"})
     latency_batch: int = field(default=8, metadata={"help": "clips in the batched latency measurement"})
     latency_repeats: int = field(default=7, metadata={"help": "timed repeats per latency measurement"})
-    seed: int = field(default=0, metadata={"help": "split, init and shuffling seed"})
     device: str = field(default="auto", metadata={
         "help": f"where the teacher encodes the clips: {DEVICE_HELP}; training runs on the CPU"})
 
@@ -87,15 +88,20 @@ class MimicConfig:
             raise MimicError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.layers not in (1, 2):
             raise MimicError(f"--layers must be 1 or 2, got {self.layers}")
+        t = self.train
+        values = {**{n: getattr(self, n) for n in (
+            "hidden", "heads", "boundary", "block_clips", "max_clips", "max_unlabelled", "task_epochs",
+            "head_epochs", "encode_batch", "latency_batch", "latency_repeats")},
+            "batch_size": t.batch_size, "epochs": t.epochs, "patience": t.patience}
         for name in ("hidden", "batch_size", "encode_batch", "latency_batch", "latency_repeats",
                      "block_clips"):
-            if getattr(self, name) < 1:
-                raise MimicError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+            if values[name] < 1:
+                raise MimicError(f"--{name.replace('_', '-')} must be >= 1, got {values[name]}")
         for name in ("heads", "boundary", "max_clips", "max_unlabelled", "epochs", "task_epochs",
                      "head_epochs", "patience"):
-            if getattr(self, name) < 0:
-                raise MimicError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0 or self.task_lr <= 0:
+            if values[name] < 0:
+                raise MimicError(f"--{name.replace('_', '-')} must be >= 0, got {values[name]}")
+        if t.lr <= 0 or self.task_lr <= 0:
             raise MimicError("learning rates must be > 0")
         if not 0.0 <= self.distill <= 1.0:
             raise MimicError(f"--distill must lie in [0, 1], got {self.distill}")
@@ -103,20 +109,21 @@ class MimicConfig:
             raise MimicError(f"--temperature must be > 0, got {self.temperature}")
         if not (0.0 <= self.mask_time < 1.0 and 0.0 <= self.mask_channels < 1.0):
             raise MimicError("--mask-time and --mask-channels must lie in [0, 1)")
-        if self.max_minutes < 0:
-            raise MimicError(f"--max-minutes must be >= 0, got {self.max_minutes}")
+        if t.max_minutes < 0:
+            raise MimicError(f"--max-minutes must be >= 0, got {t.max_minutes}")
 
     def feature_mask(self) -> FeatureMask:
         return FeatureMask(time_frac=self.mask_time, channel_frac=self.mask_channels)
 
     def stage1(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                           patience=self.patience, max_minutes=self.max_minutes, seed=self.seed)
+        """Stage 1 (MSE): `train` itself."""
+        return self.train
 
     def stage2(self) -> TrainConfig:
-        return TrainConfig(epochs=self.task_epochs, batch_size=self.batch_size, lr=self.task_lr,
-                           patience=self.patience, max_minutes=self.max_minutes, seed=self.seed)
+        """Stage 2 (task loss): `train` with the stage's epochs and learning rate."""
+        return replace(self.train, epochs=self.task_epochs, lr=self.task_lr)
 
     def head(self) -> TrainConfig:
-        return TrainConfig(epochs=self.head_epochs, batch_size=self.batch_size,
-                           patience=self.patience, seed=self.seed)
+        """The teacher head: its epochs, the default learning rate, no time cap."""
+        t = self.train
+        return TrainConfig(epochs=self.head_epochs, batch_size=t.batch_size, patience=t.patience, seed=t.seed)

@@ -19,7 +19,7 @@ import torch
 
 from ..heads import ClassifierHead
 from ..models.base import Encoder, as_waves
-from ..models.latency import bytes_on_disk, clip_latency, count_params, measure_latency
+from ..evaluate.latency import bytes_on_disk, clip_latency, count_params, measure_latency
 from .model import MimicModel
 
 

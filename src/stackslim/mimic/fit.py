@@ -151,7 +151,7 @@ def stage1(model: MimicModel, data: MimicData, cfg: MimicConfig, progress: bool 
     if len(model.layers) == 2 and BOUNDARY not in rows.states:
         raise ValueError("2 mimic layers need the boundary state in the cache (build_data(boundary=b))")
     scales = {k: target_variance(rows, k) for k in targets_of(model)}
-    mask, gen = cfg.feature_mask(), torch.Generator().manual_seed(cfg.seed + 1)
+    mask, gen = cfg.feature_mask(), torch.Generator().manual_seed(cfg.train.seed + 1)
     return train(model, len(rows), lambda r: mse_loss(model, rows, r, scales, mask, gen, cfg.bf16),
                  cfg.stage1(),
                  validate=lambda: -mse_on(model, data.validation, scales),
@@ -176,7 +176,7 @@ def stage2(model: MimicModel, data: MimicData, cfg: MimicConfig, progress: bool 
         cache = data.stage1_rows()  # the train split, then the unlabelled windows
         teacher_head = teacher_head or copy.deepcopy(model.head)
         t_logits = head_logits(teacher_head, cache)  # (N, C), once
-    mask, gen = cfg.feature_mask(), torch.Generator().manual_seed(cfg.seed + 2)
+    mask, gen = cfg.feature_mask(), torch.Generator().manual_seed(cfg.train.seed + 2)
 
     def step(rows: Sequence[int]) -> torch.Tensor:
         rows = list(rows)
@@ -201,10 +201,11 @@ def stage2(model: MimicModel, data: MimicData, cfg: MimicConfig, progress: bool 
 
 def fit_mimic(model: MimicModel, data: MimicData, cfg: MimicConfig,
               progress: bool = True) -> dict[str, TrainLog | None]:
-    """Stage 1 (unless `cfg.baseline`, or `cfg.epochs` = 0), then stage 2 (unless `cfg.task_epochs` = 0)."""
-    torch.manual_seed(cfg.seed)
+    """Stage 1 (unless `cfg.baseline`, or `cfg.train.epochs` = 0), then stage 2 (unless
+    `cfg.task_epochs` = 0)."""
+    torch.manual_seed(cfg.train.seed)
     logs: dict[str, TrainLog | None] = {"stage1": None, "stage2": None}
-    if not cfg.baseline and cfg.epochs > 0:
+    if not cfg.baseline and cfg.train.epochs > 0:
         logs["stage1"] = stage1(model, data, cfg, progress)
     if cfg.task_epochs > 0:
         logs["stage2"] = stage2(model, data, cfg, progress)

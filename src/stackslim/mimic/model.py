@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from ..heads import ClassifierHead
-from ..models.base import Encoder, HiddenStates, as_waves
-from ..models.latency import count_params
+from ..models.base import Encoder, HiddenStates, as_waves, read_meta
+from ..evaluate.latency import count_params
 from ..results import atomic_dir
 from .config import MimicError
 from .data import check_encoder
@@ -246,7 +246,7 @@ class MimicModel(nn.Module):
         path = Path(path)
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise MimicError(f"{path}: not a mimic model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-        meta = json.loads((path / CONFIG_FILE).read_text())
+        meta = read_meta(path / CONFIG_FILE)
         if meta.get("format") != FORMAT:
             raise MimicError(f"{path}: mimic format {meta.get('format')!r}, this stackslim reads {FORMAT}")
         front = _front_end_from_config(meta["front_end"])

@@ -13,19 +13,26 @@ output of the last layer, after the family's final LayerNorm when it has one and
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..data.audio import Wave, clip_name
+from ..errors import EncoderError
+from ..results import atomic_dir
+
 SAMPLE_RATE = 16_000
-
-
-class EncoderError(ValueError):
-    """A model spec, folder or argument that stackslim cannot use (one-line message)."""
+META = "stackslim.json"  # beside a saved model: the adapter options
+# the active state memo of an encoder (`models.memo.remember_states`), read by hidden_states
+MEMOS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -68,20 +75,36 @@ class HiddenStates:
 
 
 def as_waves(waves: Sequence[np.ndarray | torch.Tensor]) -> list[np.ndarray]:
-    """Check a batch of 1-D 16 kHz clips and return them as float32 numpy arrays."""
+    """Check a batch of 1-D 16 kHz clips and return them as float32 numpy arrays.
+
+    A clip loaded from a data set (`data.Wave`) keeps its file, and every message names it."""
     if len(waves) == 0:
         raise EncoderError("empty batch: give at least one clip")
     out = []
     for i, w in enumerate(waves):
-        a = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+        a = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asanyarray(w)
         if a.ndim != 1:
-            raise EncoderError(f"clip {i}: expected a 1-D mono waveform, got shape {a.shape}")
+            raise EncoderError(f"{clip_name(w, i)}: expected a 1-D mono waveform, got shape {a.shape}")
         if a.size == 0:
-            raise EncoderError(f"clip {i}: empty waveform")
+            raise EncoderError(f"{clip_name(w, i)}: empty waveform")
         if not np.isfinite(a).all():
-            raise EncoderError(f"clip {i}: waveform has NaN or inf samples")
-        out.append(a.astype(np.float32, copy=False))
+            raise EncoderError(f"{clip_name(w, i)}: waveform has NaN or inf samples")
+        if a.dtype != np.float32:
+            a = Wave.of(a.astype(np.float32), a.path) if getattr(a, "path", None) else a.astype(np.float32)
+        out.append(a)
     return out
+
+
+def check_finite_rows(x: torch.Tensor, waves: Sequence, what: str) -> None:
+    """Raise EncoderError naming the first clip whose row of x (B, ...) holds NaN or inf."""
+    bad = ~torch.isfinite(x).flatten(1).all(1)  # (B,)
+    if bool(bad.any()):
+        b = int(torch.nonzero(bad)[0])
+        w = waves[b].detach().cpu().numpy() if isinstance(waves[b], torch.Tensor) else waves[b]
+        peak = float(np.abs(np.asarray(w, dtype=np.float64)).max())
+        hint = "; audio samples should lie in [-1, 1]" if peak > 1e4 else ""
+        raise EncoderError(f"{clip_name(waves[b], b)}: {what} contain NaN or inf (largest sample "
+                           f"magnitude {peak:.3g}{hint})")
 
 
 class Encoder(nn.Module):
@@ -123,10 +146,49 @@ class Encoder(nn.Module):
         """Update the wrapped config after the stack changed length."""
         raise NotImplementedError
 
+    # -- clip lengths (per family) ---------------------------------------------------
+    @property
+    def min_samples(self) -> int:
+        """Shortest clip the front end takes (its receptive field), in samples."""
+        raise NotImplementedError
+
+    @property
+    def max_samples(self) -> int:
+        """Longest clip the adapter takes, in samples (see each family for why)."""
+        raise NotImplementedError
+
+    #: what a clip shorter than `min_samples` gets: refused (False) or zero-padded (True,
+    #: where the family pads clips itself, as Whisper pads every clip to 30 s)
+    pads_short_clips: bool = False
+
+    def check_lengths(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The batch with every clip's length checked against the family's bounds.
+
+        A clip longer than `max_samples` is refused, one shorter than `min_samples` refused
+        or zero-padded at its end (`pads_short_clips`, with a warning); messages name the file.
+        """
+        lo, hi = self.min_samples, self.max_samples
+        out = []
+        for i, w in enumerate(waves):
+            n = len(w)
+            if n > hi:
+                raise EncoderError(f"{clip_name(w, i)}: clip is {n} samples ({n / SAMPLE_RATE:.2f} s) "
+                                   f"long, over the {hi} samples ({hi / SAMPLE_RATE:g} s) that "
+                                   f"{self.family} models take at most: cut it into shorter clips")
+            if n < lo:
+                if not self.pads_short_clips:
+                    raise EncoderError(
+                        f"{clip_name(w, i)}: clip is {n} samples ({1000 * n / SAMPLE_RATE:.1f} ms) "
+                        f"long, shorter than the {lo} samples ({1000 * lo / SAMPLE_RATE:g} ms) of "
+                        f"{self.family}'s front end (its receptive field)")
+                warnings.warn(f"{clip_name(w, i)}: clip of {n} samples zero-padded to {lo} "
+                              f"samples, the shortest {self.family}'s front end takes", stacklevel=3)
+                w = np.concatenate([np.asarray(w, dtype=np.float32), np.zeros(lo - n, np.float32)])
+            out.append(w)
+        return out
+
     def save(self, path: str | Path) -> None:
         """Write a plain Hugging Face folder (safetensors) that `load_encoder` reads back."""
-        from .io import save_encoder
-
         save_encoder(self, Path(path))
 
     # -- shared ------------------------------------------------------------------
@@ -172,9 +234,7 @@ class Encoder(nn.Module):
         """Hidden states 0..L of a batch of 16 kHz mono clips (list of 1-D arrays).
 
         Inside `models.memo.remember_states(self)` clips seen before are not run again."""
-        from .memo import memo_of  # memo builds on this module
-
-        memo = memo_of(self)
+        memo = MEMOS.get(self)  # set by `models.memo.remember_states`
         if memo is not None:
             return memo.hidden_states(waves, final_norm, self._compute_hidden_states)
         return self._compute_hidden_states(waves, final_norm)
@@ -182,8 +242,12 @@ class Encoder(nn.Module):
     def _compute_hidden_states(self, waves: Sequence[np.ndarray | torch.Tensor],
                                final_norm: bool = True) -> HiddenStates:
         self.model.eval()
-        x0, lengths = self.front_end(as_waves(waves))
-        return self.stack_forward(x0, lengths, final_norm=final_norm)
+        waves = as_waves(waves)
+        x0, lengths = self.front_end(waves)
+        hs = self.stack_forward(x0, lengths, final_norm=final_norm)
+        for h in hs.states:
+            check_finite_rows(h, waves, "hidden states")
+        return hs
 
     @torch.inference_mode()
     def encode(self, waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,3 +285,34 @@ class Encoder(nn.Module):
                 seen.add(id(p))
                 n += p.numel()
         return n
+
+
+def read_meta(path: str | Path) -> dict:
+    """A metadata JSON file of a model folder (stackslim.json, head.json, mimic.json, ...) as a
+    dict; a missing, unreadable, corrupt or non-object file raises EncoderError naming it."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EncoderError(f"{path}: corrupt metadata file, not valid JSON ({e.msg} at line {e.lineno} "
+                           f"column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise EncoderError(f"{path}: corrupt metadata file, not UTF-8 text") from None
+    except OSError as e:
+        raise EncoderError(f"{path}: cannot read metadata file ({e.strerror})") from None
+    if not isinstance(meta, dict):
+        raise EncoderError(f"{path}: corrupt metadata file, a JSON {type(meta).__name__} where an "
+                           "object was expected")
+    return meta
+
+
+def save_encoder(enc: Encoder, path: Path) -> None:
+    """Write `enc` as a plain Hugging Face folder, atomically (temp folder, then rename), with
+    ``stackslim.json`` (the adapter options) and the model's side files (tokenizer, ...)."""
+    with atomic_dir(path) as tmp:
+        enc.model.save_pretrained(tmp, safe_serialization=True)
+        meta = {"family": enc.family, "name": enc.name, "num_layers": enc.num_layers,
+                "mode": getattr(enc, "mode", None), "do_normalize": getattr(enc, "do_normalize", True)}
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+        for f in getattr(enc, "extra_files", []):  # e.g. Whisper's tokenizer files
+            shutil.copy(f, tmp / Path(f).name)

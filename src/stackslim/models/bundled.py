@@ -125,7 +125,7 @@ def bundled_model_dir(name: str) -> Path:
     from transformers import WhisperTokenizer
 
     from .ctranslate2 import ct2_to_hf_whisper
-    from .transcribe import feature_extractor
+    from .whisper_config import feature_extractor
 
     spec = _spec(name)
     target = cache_root() / "models" / name

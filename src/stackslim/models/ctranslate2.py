@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .base import EncoderError
-from .transcribe import whisper_generation_config, whisper_special_ids
+from .whisper_config import whisper_generation_config, whisper_special_ids
 
 SUPPORTED_VERSION = 6
 # dtype id -> (numpy dtype of the raw bytes, name). bf16 has no numpy dtype: read as u16, widened.

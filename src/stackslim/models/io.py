@@ -1,4 +1,4 @@
-"""Loading and saving encoders: `load_encoder(spec)` and `save_encoder(enc, path)`.
+"""Loading encoders: `load_encoder(spec)` (saving: `Encoder.save`, in base.py).
 
 A spec is one of:
 - ``random:<family>`` — a tiny random config (`random_configs.RANDOM_FAMILIES`);
@@ -18,47 +18,24 @@ float16/bfloat16 are converted to float32, the precision stackslim computes in.
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import shutil
 import warnings
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
 
-from .base import Encoder, EncoderError
+from .base import META, Encoder, EncoderError, read_meta
+from .safety import pickle_is_allowed
 from .random_configs import RANDOM_FAMILIES, random_model
 from .wav2vec2_like import FAMILIES as W2V_FAMILIES
 from .wav2vec2_like import Wav2Vec2LikeEncoder
 from .whisper import WhisperEncoderAdapter
 
-META = "stackslim.json"
 BUNDLED_NAMES = ("whisper-tiny.en", "whisper-base")
-_ALLOW_PICKLE: ContextVar[bool] = ContextVar("stackslim_allow_pickle", default=False)
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "vocab.json",
               "merges.txt", "special_tokens_map.json", "added_tokens.json", "normalizer.json")
-
-
-@contextmanager
-def pickle_allowed(allow: bool = True) -> Iterator[None]:
-    """Within the block, `load_encoder` (and `transcribe.load_whisper`) accept pickled weights
-    when called without an explicit `allow_pickle`: how `--allow-pickle` reaches every load of
-    one command."""
-    token = _ALLOW_PICKLE.set(bool(allow))
-    try:
-        yield
-    finally:
-        _ALLOW_PICKLE.reset(token)
-
-
-def pickle_is_allowed(allow_pickle: bool | None = None) -> bool:
-    """`allow_pickle` when given, else the setting of the enclosing `pickle_allowed` block."""
-    return _ALLOW_PICKLE.get() if allow_pickle is None else bool(allow_pickle)
 
 
 def _as_float32(model: nn.Module, name: str) -> nn.Module:
@@ -151,7 +128,7 @@ def load_encoder(spec: str | os.PathLike, mode: str | None = None,
             return wrap_model(ct2_to_hf_whisper(path), name=path.name, mode=mode)
         if not (path / "config.json").exists():
             raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 model.bin)")
-        meta = json.loads((path / META).read_text()) if (path / META).exists() else {}
+        meta = read_meta(path / META) if (path / META).exists() else {}
         model = _load_hf(str(path), allow_pickle=allow_pickle)
         enc = wrap_model(model, name=meta.get("name", path.name), mode=mode or meta.get("mode"),
                          do_normalize=meta.get("do_normalize", True))
@@ -163,16 +140,3 @@ def load_encoder(spec: str | os.PathLike, mode: str | None = None,
     raise EncoderError(f"model {spec!r} not found: not a folder, not a bundled model "
                        f"({', '.join(BUNDLED_NAMES)}), not random:<family> "
                        f"({', '.join(RANDOM_FAMILIES)}), not a hub id in the local cache")
-
-
-def save_encoder(enc: Encoder, path: Path) -> None:
-    """Write `enc` as a plain Hugging Face folder, atomically (temp folder, then rename)."""
-    from ..results import atomic_dir
-
-    with atomic_dir(path) as tmp:
-        enc.model.save_pretrained(tmp, safe_serialization=True)
-        meta = {"family": enc.family, "name": enc.name, "num_layers": enc.num_layers,
-                "mode": getattr(enc, "mode", None), "do_normalize": getattr(enc, "do_normalize", True)}
-        (tmp / META).write_text(json.dumps(meta, indent=2))
-        for f in getattr(enc, "extra_files", []):  # e.g. Whisper's tokenizer files
-            shutil.copy(f, tmp / Path(f).name)

@@ -36,10 +36,10 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .base import Encoder, HiddenStates, as_waves
+from .base import MEMOS, Encoder, HiddenStates, as_waves
 from .cache import pad_frames
 
-_MEMOS: "weakref.WeakKeyDictionary[Encoder, StateMemo]" = weakref.WeakKeyDictionary()
+_MEMOS = MEMOS  # one registry, kept in base so that Encoder.hidden_states reads it
 
 
 def clip_key(wave: np.ndarray | torch.Tensor) -> bytes:

@@ -11,7 +11,6 @@ models, ``<|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>`` for mul
 """
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 from typing import Sequence
@@ -19,50 +18,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data.audio import clip_name
 from .base import SAMPLE_RATE, EncoderError, as_waves
-
-MAX_NEW_TOKENS = 128
-SPECIAL_TOKENS = {"sot": "<|startoftranscript|>", "eot": "<|endoftext|>", "en": "<|en|>",
-                  "transcribe": "<|transcribe|>", "translate": "<|translate|>",
-                  "notimestamps": "<|notimestamps|>", "startofprev": "<|startofprev|>"}
-
-
-def whisper_special_ids(vocab: dict[str, int], multilingual: bool, label: str) -> dict[str, int]:
-    """Ids of Whisper's special tokens (the keys of SPECIAL_TOKENS that `vocab` has)."""
-    ids = {k: vocab[t] for k, t in SPECIAL_TOKENS.items() if t in vocab}
-    need = ["sot", "eot", "notimestamps"] + (["en", "transcribe"] if multilingual else [])
-    missing = [SPECIAL_TOKENS[k] for k in need if k not in ids]
-    if missing:
-        raise EncoderError(f"{label}: vocabulary lacks Whisper special token(s) {missing}")
-    return ids
-
-
-def whisper_generation_config(ids: dict[str, int], multilingual: bool, max_length: int,
-                              vocab: dict[str, int], suppress: Sequence[int] = (),
-                              begin_suppress: Sequence[int] = (), lang_ids: Sequence[int] = (),
-                              alignment_heads: Sequence[Sequence[int]] = ()):
-    """The GenerationConfig that HF's Whisper `generate` expects, from the model's own ids.
-
-    English-only and multilingual models number their special tokens differently (tiny.en:
-    sot 50257, notimestamps 50362; base: sot 50258, en 50259, transcribe 50359, notimestamps
-    50363); a wrong id makes the decoder loop on one word.
-    """
-    from transformers import GenerationConfig
-
-    gen = GenerationConfig(
-        decoder_start_token_id=ids["sot"], bos_token_id=ids["eot"], eos_token_id=ids["eot"],
-        pad_token_id=ids["eot"], max_length=max_length,
-        no_timestamps_token_id=ids["notimestamps"], prev_sot_token_id=ids.get("startofprev"),
-        is_multilingual=multilingual, return_timestamps=False, max_initial_timestamp_index=50,
-        suppress_tokens=list(suppress), begin_suppress_tokens=list(begin_suppress),
-        alignment_heads=[list(h) for h in alignment_heads])
-    if multilingual:
-        id_to_tok = {i: t for t, i in vocab.items()}
-        gen.lang_to_id = {id_to_tok[i]: i for i in lang_ids if i in id_to_tok}
-        gen.lang_to_id.setdefault(SPECIAL_TOKENS["en"], ids["en"])
-        gen.task_to_id = {k: ids[k] for k in ("transcribe", "translate") if k in ids}
-    return gen
-
+from .bundled import BUNDLED, bundled_model_dir
+from .ctranslate2 import ct2_files, ct2_to_hf_whisper
+from .safety import pickle_is_allowed
+from .whisper_config import MAX_NEW_TOKENS, SPECIAL_TOKENS, feature_extractor
 
 def load_whisper(spec: str | Path):
     """Load a Whisper model and its tokenizer, offline.
@@ -77,9 +38,6 @@ def load_whisper(spec: str | Path):
     import json
 
     from transformers import AutoTokenizer, WhisperForConditionalGeneration, WhisperTokenizer
-
-    from .bundled import BUNDLED, bundled_model_dir
-    from .ctranslate2 import ct2_files, ct2_to_hf_whisper
 
     folder = bundled_model_dir(str(spec)) if str(spec) in BUNDLED else Path(spec)
     if not folder.is_dir():
@@ -98,8 +56,6 @@ def load_whisper(spec: str | Path):
                            "config.json) nor a CTranslate2 one (model.bin)") from None
     if mtype != "whisper":
         raise EncoderError(f"{folder}: a {mtype!r} model, not Whisper")
-    from .io import pickle_is_allowed
-
     try:
         # safetensors only unless pickled weights are allowed (see io.pickle_allowed)
         model = WhisperForConditionalGeneration.from_pretrained(
@@ -111,21 +67,15 @@ def load_whisper(spec: str | Path):
     return model.eval(), tokenizer
 
 
-@functools.lru_cache(maxsize=4)
-def feature_extractor(n_mels: int = 80):
-    """`WhisperFeatureExtractor` for n_mels bins (80, or 128 for large-v3); built offline."""
-    from transformers import WhisperFeatureExtractor
-
-    return WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE)
-
-
 def log_mel(model, waves: Sequence[np.ndarray], pad_to_30s: bool = True) -> torch.Tensor:
     """(B, n_mels, 3000) log-mel features, 30 s padded; or (B, n_mels, N) padded to the longest.
 
     Refuses clips over 30 s rather than let the extractor cut them silently.
     """
-    if max(len(w) for w in waves) > 30 * SAMPLE_RATE:
-        raise EncoderError("Whisper takes clips of at most 30 s; split longer audio")
+    for i, w in enumerate(waves):
+        if len(w) > 30 * SAMPLE_RATE:
+            raise EncoderError(f"{clip_name(w, i)}: clip is {len(w) / SAMPLE_RATE:.2f} s long; Whisper "
+                               "takes clips of at most 30 s: cut it into shorter clips")
     fe = feature_extractor(int(model.config.num_mel_bins))
     pad = "max_length" if pad_to_30s else "longest"
     feats = fe(list(waves), sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=pad)
@@ -316,7 +266,10 @@ def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
 
 
 def word_error_rate(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
-    """Corpus WER: total word edits / total reference words (texts normalized by default)."""
+    """Corpus WER: total word edits / total reference words (texts normalized by default).
+
+    With no reference words at all, the WER is the number of hypothesis words (each one an
+    insertion; 0 when both are empty), as jiwer (>= 4.0) defines it."""
     if len(refs) != len(hyps):
         raise ValueError(f"word_error_rate: {len(refs)} references but {len(hyps)} hypotheses")
     norm = normalize_text if normalize else (lambda t: t)
@@ -325,6 +278,6 @@ def word_error_rate(refs: Sequence[str], hyps: Sequence[str], normalize: bool = 
         rw, hw = norm(r).split(), norm(h).split()
         edits += edit_distance(rw, hw)
         words += len(rw)
-    if words == 0:
-        return 0.0 if edits == 0 else float("inf")
+    if words == 0:  # jiwer >= 4: with no reference words, every hypothesis word is an insertion
+        return float(edits)
     return edits / words

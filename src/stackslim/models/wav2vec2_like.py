@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
-from .base import Encoder, EncoderError
+from .base import Encoder, EncoderError, check_finite_rows
 
 FAMILIES = {  # model_type → adapter family name
     "wav2vec2": "wav2vec2",
@@ -27,8 +27,20 @@ FAMILIES = {  # model_type → adapter family name
 }
 
 
+# Longest clip taken, in seconds. Self-attention holds heads x T^2 scores per clip and layer
+# (T = 50 frames per second): at 60 s, T = 3000 and a base model's 12 heads need 0.43 GB per
+# clip in float32 (a large model's 16 heads 0.58 GB), times the batch. A 5-minute clip would
+# need 11 GB per clip, and the unbatched eager path far more; longer audio must be cut first.
+MAX_SECONDS = 60
+
+
 class Wav2Vec2LikeEncoder(Encoder):
-    """Wraps a `*Model` of the wav2vec2 family (not a *ForCTC / *ForSequenceClassification)."""
+    """Wraps a `*Model` of the wav2vec2 family (not a *ForCTC / *ForSequenceClassification).
+
+    Clip lengths: at least the CNN's receptive field (`min_samples`: 400 samples = 25 ms for
+    the standard 7-layer CNN; shorter clips give no frame and are refused, as Hugging Face's
+    feature extractor does not pad them) and at most `MAX_SECONDS` (`max_samples`).
+    """
 
     def __init__(self, model: nn.Module, name: str = "", do_normalize: bool = True):
         super().__init__(model, name)
@@ -66,10 +78,24 @@ class Wav2Vec2LikeEncoder(Encoder):
         self.model.encoder.layers = layers
 
     # -- front end -------------------------------------------------------------------
+    @property
+    def min_samples(self) -> int:
+        """The CNN's receptive field: the fewest samples that give one frame."""
+        r = 1
+        cfg = self.model.config
+        for k, st in reversed(list(zip(cfg.conv_kernel, cfg.conv_stride))):
+            r = (r - 1) * int(st) + int(k)
+        return r
+
+    @property
+    def max_samples(self) -> int:
+        return MAX_SECONDS * 16_000
+
     def _prepare(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad raw audio into (B, S) and return sample lengths (B,)."""
         if self.do_normalize:  # zero mean, unit variance per clip, as the feature extractor does
-            waves = [(w - w.mean()) / np.sqrt(w.var() + 1e-7) for w in waves]
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow: refused by features()
+                waves = [(w - w.mean()) / np.sqrt(w.var() + 1e-7) for w in waves]
         n = torch.tensor([len(w) for w in waves])
         x = torch.zeros(len(waves), int(n.max()))
         for b, w in enumerate(waves):
@@ -95,6 +121,7 @@ class Wav2Vec2LikeEncoder(Encoder):
 
     def features(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Front-end output before positional encoding (B, T, D) and lengths (B,)."""
+        waves = self.check_lengths(waves)
         x, n = self._prepare(waves)
         feats = self._cnn(x, n)  # (B, T, C)
         proj = self.model.feature_projection(feats)
@@ -102,6 +129,7 @@ class Wav2Vec2LikeEncoder(Encoder):
         lengths = self.frame_lengths(n).to(h.device)
         mask = torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]
         h = h * mask.unsqueeze(-1).to(h.dtype)  # padded frames are 0, as HF does
+        check_finite_rows(h, waves, "front-end features")
         return h, lengths
 
     def add_positions(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import WhisperFeatureExtractor
 
-from .base import Encoder, EncoderError
+from .base import Encoder, EncoderError, check_finite_rows
 
 HOP = 160  # samples per mel frame at 16 kHz
 
@@ -57,18 +57,29 @@ class WhisperEncoderAdapter(Encoder):
     def max_frames(self) -> int:
         return int(self.model.config.max_source_positions)
 
+    # Clip lengths: at most Whisper's 30 s window (max_source_positions states of 2 mel frames);
+    # at least one mel frame (HOP samples, 10 ms): a shorter clip is zero-padded to it, as
+    # Whisper itself zero-pads every clip to 30 s.
+    pads_short_clips = True
+
+    @property
+    def min_samples(self) -> int:
+        return HOP
+
+    @property
+    def max_samples(self) -> int:
+        return self.max_frames * 2 * HOP
+
     # -- front end -----------------------------------------------------------------------
     def log_mel(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel features (B, n_mels, M) and valid mel frames per clip (B,)."""
-        max_samples = self.max_frames * 2 * HOP
-        too_long = [i for i, w in enumerate(waves) if len(w) > max_samples]
-        if too_long:
-            raise EncoderError(f"clip {too_long[0]} is longer than Whisper's 30 s window")
+        waves = self.check_lengths(waves)  # names the file of a clip over 30 s
         m_valid = torch.tensor([max(len(w) // HOP, 1) for w in waves])
         if self.mode == "padded":
             feats = self.feature_extractor(list(waves), sampling_rate=16000, return_tensors="pt")
             return feats.input_features, m_valid
-        mels = [self.feature_extractor._np_extract_fbank_features(w[None], "cpu")[0] for w in waves]
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: refused by features()
+            mels = [self.feature_extractor._np_extract_fbank_features(w[None], "cpu")[0] for w in waves]
         M = max(m.shape[1] for m in mels)
         out = np.empty((len(mels), mels[0].shape[0], M), dtype=np.float32)
         for b, m in enumerate(mels):
@@ -89,6 +100,7 @@ class WhisperEncoderAdapter(Encoder):
             valid = torch.arange(h.shape[2], device=h.device)[None] < m_valid.to(h.device)[:, None]
             h = h * valid[:, None, :].to(h.dtype)
         h = nn.functional.gelu(enc.conv2(h)).permute(0, 2, 1)  # (B, T, D)
+        check_finite_rows(h, waves, "front-end features")
         lengths = ((m_valid - 1) // 2 + 1).clamp(max=h.shape[1]).to(h.device)  # conv2: k3 s2 p1
         return h, lengths
 

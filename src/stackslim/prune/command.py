@@ -1,4 +1,4 @@
-"""`stackslim prune MODEL DATA --out DIR`: maps 1:1 to `stackslim.prune.prune`.
+"""`stackslim prune MODEL DATA --out DIR`: maps 1:1 to `stackslim.prune.run`.
 
     stackslim prune whisper-base synth-commands --out runs/prune --task word --threshold 0.95
     stackslim prune random:wavlm my_data/ --out runs/p --strategies forward,greedy --finetune
@@ -9,6 +9,7 @@ import argparse
 
 from .. import runtime
 from ..config import add_config_args, config_from_args
+from . import pipeline
 from .config import PruneConfig
 
 COMMAND = "prune"
@@ -23,10 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from .pipeline import prune
-
     cfg = config_from_args(PruneConfig, ns)
-    result = prune(ns.model, ns.data, ns.out, cfg)
+    result = pipeline.run(ns.model, ns.data, ns.out, cfg, progress=not ns.quiet, force=ns.force)
     if not runtime.is_main():  # under torchrun rank 0 alone reports
         return 0
     t = result.teacher

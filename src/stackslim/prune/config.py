@@ -1,4 +1,4 @@
-"""The configuration of `stackslim prune`.
+"""The configuration of `stackslim prune`, and the error of stackslim.prune.
 
     stackslim prune whisper-base synth-commands --out runs/prune --task word \
         --strategies forward,backward,bi,knn-bi,iterative,greedy,blocks --threshold 0.95
@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import PruneError
+from ..errors import StackslimError
+from ..train import TrainConfig
+
+
+class PruneError(StackslimError):
+    """Pruning inputs stackslim cannot use: an unknown strategy, a threshold outside (0, 1],
+    a stack too short to prune, a folder that holds no pruned model (one-line message)."""
+
 
 PAPER_STRATEGIES = ("forward", "backward", "bi", "knn-bi")
 OUR_STRATEGIES = ("iterative", "greedy", "blocks", "greedy-refit", "beam", "beam-refit")
@@ -45,10 +52,12 @@ class PruneConfig:
     save_model: bool = field(default=True, metadata={"help": "write the best pruned model to DIR/model/"})
     max_clips: int | None = field(default=None, metadata={
         "help": "use a seeded random subset of this many clips (all when not given)"})
-    seed: int = field(default=0, metadata={"help": "splits, subsets, initialisation"})
-    batch_size: int = field(default=32, metadata={"help": "clips per forward pass"})
-    head_epochs: int = field(default=60, metadata={"help": "epochs to train the teacher's head"})
-    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the head"})
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=60, lr=1e-3, batch_size=32, patience=10),
+        metadata={"help": "the teacher head's training: epochs, lr, patience; batch_size is also "
+                          "the clips per forward pass, lr the rate of every head re-fit, seed that "
+                          "of the splits, subsets and initialisation, max_minutes a wall-clock cap "
+                          "on each training (head, fine-tuning; 0: none)"})
     refit_epochs: int = field(default=30, metadata={"help": "epochs of each head re-fit (warm start)"})
     finetune_epochs: int = field(default=3, metadata={"help": "epochs of end-to-end fine-tuning"})
     finetune_lr: float = field(default=5e-5, metadata={"help": "learning rate of fine-tuning"})
@@ -57,13 +66,11 @@ class PruneConfig:
                 "probability per step, so the fine-tuned stack keeps working when layers are deleted "
                 "(0: plain fine-tuning, the paper's setting). Default 0.5: on whisper-base it is what "
                 "lets 2 of 6 layers go without post-training (bench/results/prune.md)"})
-    finetune_minutes: float = field(default=0.0, metadata={"help": "fine-tuning time budget (0: none)"})
     beam_width: int = field(default=8, metadata={
         "help": "deleted sets kept at each step by the beam and beam-refit strategies (with L-1 "
                 "deletable layers, width C(L-1, ⌊(L-1)/2⌋) scores every set: 10 for 6 layers)"})
     knn_k: int = field(default=8, metadata={"help": "neighbours of the mutual-kNN Block Influence"})
     cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB, per process)"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -77,11 +84,15 @@ class PruneConfig:
         if len(set(strategies)) != len(strategies):
             raise PruneError(f"strategy listed twice: {', '.join(strategies)}")
         object.__setattr__(self, "strategies", strategies)
-        for name in ("batch_size", "head_epochs", "refit_epochs", "knn_k", "cache_mb", "beam_width"):
-            if getattr(self, name) < 1:
-                raise PruneError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.finetune_epochs < 0 or self.finetune_minutes < 0 or self.finetune_lr <= 0 or self.head_lr <= 0:
-            raise PruneError("fine-tuning epochs/minutes must be >= 0 and learning rates > 0")
+        t = self.train
+        for name, value in (("batch_size", t.batch_size), ("epochs", t.epochs), ("refit_epochs", self.refit_epochs),
+                            ("knn_k", self.knn_k), ("cache_mb", self.cache_mb), ("beam_width", self.beam_width)):
+            if value < 1:
+                raise PruneError(f"{name} must be >= 1, got {value}")
+        if t.patience < 0:
+            raise PruneError(f"patience must be >= 0, got {t.patience}")
+        if self.finetune_epochs < 0 or t.max_minutes < 0 or self.finetune_lr <= 0 or t.lr <= 0:
+            raise PruneError("fine-tuning epochs and max_minutes must be >= 0 and learning rates > 0")
         if self.finetune and self.finetune_epochs < 1:
             raise PruneError("finetune_epochs must be >= 1 with finetune")
         if not 0.0 <= self.finetune_layerdrop < 1.0:

@@ -1,7 +1,7 @@
-"""`prune(model, data, out, cfg)`: teacher, deletion orders, curves, the best pruned model.
+"""`run(model, data, out, cfg)`: teacher, deletion orders, curves, the best pruned model.
 
-    from stackslim.prune import PruneConfig, prune
-    result = prune("whisper-base", "synth-commands", "runs/prune", PruneConfig(task="word"))
+    from stackslim.prune import PruneConfig, run
+    result = run("whisper-base", "synth-commands", "runs/prune", PruneConfig(task="word"))
 
 Steps: hidden state 0 of every clip (the front end runs once per clip); the teacher (head on
 the frozen encoder, or fine-tuned); each strategy's order on validation; its curves on
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,21 +26,23 @@ from tqdm.auto import tqdm
 
 from .. import runtime
 from ..data import AudioDataset
-from ..heads import ClassifierHead, Task, prepare_task
+from ..heads import ClassifierHead, Task
 from ..heads.own_head import load_own_head, restrict_head
-from ..models import Encoder, load_encoder
-from ..results import prepare_out_dir, provenance, write_json
+from ..models import Encoder
+from ..results import provenance
+from ..run import start_run
 from ..train import TrainConfig
-from .config import PAPER_STRATEGIES, PruneConfig
+from .config import PAPER_STRATEGIES, PruneConfig, PruneError
 from .curves import VARIANTS, Curve, Evaluator
-from .errors import PruneError
 from .plots import plot_curves
 from .save import save_pruned
 from .stack import Split, front_end_states, kept_layers
 from .strategies import ScoringContext, deletion_order
 from .teacher import Teacher, train_teacher
 
+COMMAND = "prune"
 SPLITS = ("train", "validation", "test")
+WRITES = ("pruning.json", "pruning.png", "model")  # the results file first
 
 
 @dataclass
@@ -113,7 +114,8 @@ def _choose_best(strategies: list[StrategyResult], threshold: float) -> tuple[St
 
 def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
                 x0_store: dict[int, torch.Tensor] | None = None,
-                head: ClassifierHead | None = None) -> tuple[PruneResult, Encoder, Evaluator]:
+                head: ClassifierHead | None = None,
+                progress: bool = True) -> tuple[PruneResult, Encoder, Evaluator]:
     """Teacher, orders and curves for `enc` on `task` (no files written).
 
     Args:
@@ -123,6 +125,7 @@ def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
         x0_store: hidden state 0 per clip index, re-used and filled (share it between calls
             on one data set and encoder front end).
         head: the model's own head for the task's classes (`heads.own_head`): no head trained.
+        progress: show progress bars.
 
     Returns:
         The result, the teacher's encoder (the fine-tuned copy when `cfg.finetune`) and the
@@ -133,17 +136,18 @@ def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
         raise PruneError(f"{enc.name} has {enc.num_layers} layer(s): nothing to prune (layer 1 is kept)")
     if cfg.finetune:
         enc = copy.deepcopy(enc)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.train.seed)
+    batch = cfg.train.batch_size
     idx = sorted({i for p in SPLITS for i in task.splits[p]})
-    store = front_end_states(enc, task.dataset, idx, x0_store, cfg.batch_size, cfg.progress)
-    splits = {p: Split.build(store, task.splits[p], task.y(p), cfg.batch_size) for p in SPLITS}
-    teacher, runner = train_teacher(enc, splits, task.num_classes, cfg, head=head)
-    refit_cfg = TrainConfig(epochs=cfg.refit_epochs, lr=cfg.head_lr, patience=5, seed=cfg.seed)
+    store = front_end_states(enc, task.dataset, idx, x0_store, batch, progress)
+    splits = {p: Split.build(store, task.splits[p], task.y(p), batch) for p in SPLITS}
+    teacher, runner = train_teacher(enc, splits, task.num_classes, cfg, head=head, progress=progress)
+    refit_cfg = TrainConfig(epochs=cfg.refit_epochs, lr=cfg.train.lr, patience=5, seed=cfg.train.seed)
     evaluator = Evaluator(runner, teacher.head, task.num_classes, refit_cfg)
     ctx = ScoringContext(runner, teacher.head, enc.num_layers, cfg.knn_k, refit=evaluator.refit_head,
-                         progress=cfg.progress, threshold=cfg.threshold, beam_width=cfg.beam_width)
+                         progress=progress, threshold=cfg.threshold, beam_width=cfg.beam_width)
     results = []
-    bar = tqdm(cfg.strategies, desc="strategies", unit="strategy", disable=not cfg.progress, leave=False)
+    bar = tqdm(cfg.strategies, desc="strategies", unit="strategy", disable=not progress, leave=False)
     for name in bar:
         bar.set_postfix(strategy=name)
         t = time.monotonic()
@@ -174,60 +178,41 @@ def _stack_params(enc: Encoder, deleted: list[int]) -> int:
     return sum(p.numel() for i, layer in enumerate(enc.layers) if i not in gone for p in layer.parameters())
 
 
-def prune(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
-          out: str | os.PathLike, cfg: PruneConfig = PruneConfig()) -> PruneResult:
+def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
+        out: str | os.PathLike, cfg: PruneConfig = PruneConfig(), *, progress: bool = True,
+        force: bool = False) -> PruneResult:
     """The `stackslim prune` command as a function: writes DIR/pruning.json, DIR/pruning.png,
     DIR/config.json and (unless `cfg.save_model` is False) DIR/model/ (see `save_pruned`).
 
     Under torchrun the ranks share the front-end encoding, train the heads with DDP and divide
     the layer runs of the scoring (every rank then holds the same numbers); rank 0 alone writes.
-    With `cfg.save_model` False, a DIR/model/ left by an earlier run is removed (and listed in
-    `removed_from_earlier_run`): the folder never mixes two runs."""
-    runtime.init_from_env()
-    main = runtime.is_main()
-    out = prepare_out_dir(out) if main else Path(out)
-    removed: list[str] = []
-    enc = model if isinstance(model, Encoder) else load_encoder(model)
-    task = prepare_task(data, cfg.task, seed=cfg.seed, max_clips=cfg.max_clips)
-    if main:
-        # pruning.json marks a finished run (written last): a stale one must not vouch for model/
-        (out / "pruning.json").unlink(missing_ok=True)
-        removed = _remove_stale_model(out) if not cfg.save_model else []
-        write_json(out / "config.json", {"command": "prune", "model": str(getattr(enc, "name", model)),
-                                         "data": task.dataset.name, **asdict(cfg)})
-    own = None
-    if cfg.own_head and not isinstance(model, Encoder):
-        found = load_own_head(model) if Path(model).is_dir() else None
-        if found is not None:
-            own = restrict_head(found[0], found[1], list(task.names))
-    result, teacher_enc, evaluator = run_pruning(enc, task, cfg, head=own)
-    if not main:
-        return result
-    result.removed = removed
-    write_plot(result, out / "pruning.png", chance=task.chance)
-    if cfg.save_model:
-        b = result.best
-        deleted = [d - 1 for d in b["deleted_layers"]]
-        head = evaluator.head_for(deleted, b["variant"])
-        save_pruned(teacher_enc, deleted, head, out / "model",
-                    meta={"classes": list(task.names), "task": cfg.task, "strategy": b["strategy"],
-                          "variant": b["variant"], "teacher_finetuned": cfg.finetune,
-                          "test_accuracy": b["test_accuracy"], "source_model": result.model})
-    write_json(out / "pruning.json", result.to_json())
+    What an earlier run wrote is removed first; with `cfg.save_model` False, a DIR/model/ left
+    by an earlier run is listed in `removed_from_earlier_run`: the folder never mixes two runs.
+    `force` takes over a folder that holds another command's run."""
+    with start_run(COMMAND, out, cfg, model=model, data=data, writes=WRITES, force=force) as r:
+        enc = r.encoder(model)
+        task = r.task(data, cfg.task, seed=cfg.train.seed, max_clips=cfg.max_clips)
+        own = None
+        if cfg.own_head and not isinstance(model, Encoder):
+            found = load_own_head(model) if Path(model).is_dir() else None
+            if found is not None:
+                own = restrict_head(found[0], found[1], list(task.names))
+        result, teacher_enc, evaluator = run_pruning(enc, task, cfg, head=own, progress=progress)
+        if not r.is_main:
+            return result
+        # listed when this run writes no model: the earlier run's model/ is gone, not replaced
+        result.removed = [] if cfg.save_model else ["model/" for g in r.removed if g.rstrip("/") == "model"]
+        write_plot(result, r.out / "pruning.png", chance=task.chance)
+        if cfg.save_model:
+            b = result.best
+            deleted = [d - 1 for d in b["deleted_layers"]]
+            head = evaluator.head_for(deleted, b["variant"])
+            save_pruned(teacher_enc, deleted, head, r.out / "model",
+                        meta={"classes": list(task.names), "task": cfg.task, "strategy": b["strategy"],
+                              "variant": b["variant"], "teacher_finetuned": cfg.finetune,
+                              "test_accuracy": b["test_accuracy"], "source_model": result.model})
+        r.write_json("pruning.json", result.to_json())  # last: it marks a finished run
     return result
-
-
-def _remove_stale_model(out: Path) -> list[str]:
-    """Remove DIR/model/ (a run that saves no model must not leave an earlier one beside its
-    results); returns what was removed, relative to `out`."""
-    stale = out / "model"
-    if not (stale.exists() or stale.is_symlink()):
-        return []
-    if stale.is_dir() and not stale.is_symlink():
-        shutil.rmtree(stale)
-    else:  # a file or a link: only the entry goes, never what a link points to
-        stale.unlink()
-    return ["model/"]
 
 
 def write_plot(result: PruneResult, path: str | os.PathLike, chance: float) -> Path:

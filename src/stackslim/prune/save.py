@@ -25,8 +25,9 @@ from safetensors.torch import load_file, save_file
 
 from ..heads import ClassifierHead
 from ..models import Encoder, load_encoder
-from ..results import write_atomic
-from .errors import PruneError
+from ..models.base import read_meta
+from ..results import write_atomic, writing
+from .config import PruneError
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
@@ -36,14 +37,15 @@ def save_head(head: ClassifierHead, folder: str | os.PathLike, meta: dict[str, A
     """Write `head.safetensors` and `head.json` (shape + `meta`) into `folder`."""
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{HEAD_WEIGHTS}.", dir=folder)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, folder / HEAD_WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(folder / HEAD_WEIGHTS):  # disk full, permissions: OutputError naming the file
+        fd, tmp = tempfile.mkstemp(prefix=f".{HEAD_WEIGHTS}.", dir=folder)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp)
+            os.replace(tmp, folder / HEAD_WEIGHTS)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     write_atomic(folder / HEAD_CONFIG, json.dumps({**head.config(), **(meta or {})}, indent=2) + "\n")
 
 
@@ -52,7 +54,7 @@ def load_head(folder: str | os.PathLike) -> tuple[ClassifierHead, dict[str, Any]
     folder = Path(folder)
     if not (folder / HEAD_CONFIG).is_file() or not (folder / HEAD_WEIGHTS).is_file():
         raise PruneError(f"{folder}: no {HEAD_CONFIG} and {HEAD_WEIGHTS}: not a pruned model with its head")
-    meta = json.loads((folder / HEAD_CONFIG).read_text())
+    meta = read_meta(folder / HEAD_CONFIG)
     head = ClassifierHead(int(meta["hidden_size"]), int(meta["num_classes"]), int(meta["proj_size"]))
     head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
     head.eval()

@@ -15,9 +15,8 @@ from ..heads import ClassifierHead, fit_head
 from ..heads.finetune import finetune
 from ..models.base import Encoder
 from ..train import TrainConfig, TrainLog
-from .config import PruneConfig
-from .errors import PruneError
 from ..models.cache import pooled_cache
+from .config import PruneConfig, PruneError
 from .stack import Split, StackRunner
 
 
@@ -39,7 +38,7 @@ class Teacher:
 
 
 def train_teacher(enc: Encoder, splits: dict[str, Split], num_classes: int, cfg: PruneConfig,
-                  head: ClassifierHead | None = None) -> tuple[Teacher, StackRunner]:
+                  head: ClassifierHead | None = None, progress: bool = True) -> tuple[Teacher, StackRunner]:
     """Train the teacher's head (and fine-tune `enc` in place when `cfg.finetune`).
 
     With `head` (the model's own, already trained), no head is trained: the teacher is
@@ -50,12 +49,12 @@ def train_teacher(enc: Encoder, splits: dict[str, Split], num_classes: int, cfg:
     """
     runner = StackRunner(enc, splits, cfg.cache_mb)
     full = list(range(enc.num_layers))
-    head_cfg = TrainConfig(epochs=cfg.head_epochs, lr=cfg.head_lr, patience=10, seed=cfg.seed)
+    head_cfg = cfg.train
     own = head is not None
     if head is None:
         head, head_log = fit_head(pooled_cache(runner.pooled("train", full)), splits["train"].y,
                                   pooled_cache(runner.pooled("validation", full)), splits["validation"].y,
-                                  num_classes, head_cfg, desc="teacher head", progress=cfg.progress)
+                                  num_classes, head_cfg, desc="teacher head", progress=progress)
     else:
         head, head_log = copy.deepcopy(head), None
         for p in head.parameters():
@@ -63,11 +62,11 @@ def train_teacher(enc: Encoder, splits: dict[str, Split], num_classes: int, cfg:
     ft_log = None
     if cfg.finetune:
         ft_cfg = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=16,
-                             patience=max(cfg.finetune_epochs, 1), max_minutes=cfg.finetune_minutes,
-                             weight_decay=0.0, seed=cfg.seed)
+                             patience=max(cfg.finetune_epochs, 1), max_minutes=cfg.train.max_minutes,
+                             weight_decay=0.0, seed=cfg.train.seed)
         ft_log = finetune(enc, head, splits["train"].as_cache(), splits["train"].y,
                           splits["validation"].as_cache(), splits["validation"].y, ft_cfg,
-                          layerdrop=cfg.finetune_layerdrop, progress=cfg.progress)
+                          layerdrop=cfg.finetune_layerdrop, progress=progress)
         before = runner.layer_runs
         runner = StackRunner(enc, splits, cfg.cache_mb)  # the stack changed: nothing re-usable
         runner.layer_runs = before  # the account covers the whole run

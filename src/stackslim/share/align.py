@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..models.base import Encoder
+from .inits import layer_matrices
 
 NO_HEAD_PERMUTATION = ("wavlm",)
 
@@ -108,15 +109,13 @@ def align_groups(enc: Encoder, groups: Sequence[Sequence[int]]) -> dict:
     """Permute, in place, every layer of each group to match the group's middle layer.
 
     Args:
-        enc: a dense encoder of a family in `convert.MATRICES` (its layers are changed).
+        enc: a dense encoder of a family in `inits.MATRICES` (its layers are changed).
         groups: lists of 0-based layer indices.
 
     Returns:
         {"spread_before": {map: mean over groups}, "spread_after": {...}, "heads": bool,
          "reference": [layer per group]}: the group weight spread of each map (module docstring).
     """
-    from .convert import layer_matrices
-
     names = layer_matrices(enc.family)
     attn, (fc1, fc2) = names[:4], names[4:]
     layers = enc.layers

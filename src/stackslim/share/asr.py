@@ -48,8 +48,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import runtime
+from ..evaluate.wer import pad_silence
 from ..models.cache import StateCache
-from .evaluate import pad_silence
+from ..models.transcribe import greedy_decode, prompt_ids, transcribe, word_error_rate
 
 
 def padded_batches(batches):
@@ -122,8 +123,6 @@ def teacher_tokens(model: torch.nn.Module, tokenizer, cache: StateCache, max_new
 
     Under torchrun each rank decodes rows r, r + W, ... and the ranks exchange their tokens.
     """
-    from ..models.transcribe import greedy_decode, prompt_ids
-
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     model.eval()
@@ -215,8 +214,6 @@ def decoded_wer(student, targets: AsrTargets, cache: StateCache, tokenizer,
     """Corpus WER of the student's greedy transcripts of the rows of `cache` that have targets,
     against the teacher's (its tokens, decoded): free-running, as `whisper_wer` reads clips.
     `max_new_tokens` caps both sides alike: `teacher_tokens`' default."""
-    from ..models.transcribe import transcribe, word_error_rate
-
     rows_all = sorted(targets.tokens)
     states = [h for _, h in _last_states(student, cache, rows_all, batch_size)]  # (T_r, D) each
     hyps = transcribe(targets.model, tokenizer, encoder_states=states, max_new_tokens=max_new_tokens)

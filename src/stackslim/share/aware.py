@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..models.base import EncoderError
-from .convert import GroupInit, diag_k, register_init, truncated_svd
+from .inits import GroupInit, diag_k, register_init, truncated_svd
 
 DAMP = 1e-2  # λ: relative damping of the calibration second moment
 

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..models.base import Encoder, EncoderError
 
@@ -66,8 +67,6 @@ def collect_calibration(enc: Encoder, waves: Sequence[np.ndarray], matrices: Seq
     Returns:
         `CalibStats` with one (d_in, d_in) float64 sum per (layer, map) that ran.
     """
-    from tqdm.auto import tqdm
-
     waves = list(waves)
     if not waves:
         raise EncoderError("calibration needs at least one clip (calib=[] was given)")

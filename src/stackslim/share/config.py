@@ -1,24 +1,41 @@
-"""Settings of `stackslim share` (one definition for the CLI and Python).
+"""Settings of `stackslim share` (one definition for the CLI and Python), and `ShareError`.
 
-    stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 \\
-        --recover-epochs 3 --recover-minutes 3
+    stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 --epochs 3
     stackslim share whisper-base synth-commands --out runs/aware --group 3 --rank 16 \\
-        --init aware --align --calib 256 --recover-minutes 8
+        --init aware --align --calib 256 --max-minutes 8
     stackslim share whisper-base synth-commands --out runs/pool --group 3 --rank 16 \\
-        --unlabelled synth-sentences --max-unlabelled 500 --recover-minutes 8
+        --unlabelled synth-sentences --max-unlabelled 500
 
-is `share("whisper-base", "synth-commands", "runs/share", ShareConfig(group=3, rank=16,
-recover_epochs=3, recover_minutes=3))`.
+is `stackslim.share.run("whisper-base", "synth-commands", "runs/share", ShareConfig(group=3,
+rank=16, train=TrainConfig(epochs=3, lr=1e-4, batch_size=16, weight_decay=0.0, patience=3)))`.
+
+`train` is the recovery by distillation: `epochs` (0: no recovery), `batch_size` (clips per
+step), `lr`, `weight_decay`, `patience`, `schedule`, `warmup`, `seed` (also the seed of the
+splits, the teacher head and the conversion), and `max_minutes`, an optional wall-clock cap on
+the whole recovery (0: none; ``all-then-last`` gives each phase half of it). Every option is
+checked here, so a bad one fails before any model or data loads.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..data.pool import MAX_UNLABELLED_HELP, UNLABELLED_HELP
-from ..models.base import EncoderError
+from ..errors import StackslimError
 from ..runtime import DEVICE_HELP
+from ..train import TrainConfig
 from ..train.loop import SCHEDULES
 from .asr import SELECT
+from .convert import INITS
+
+STATES = ("all", "last", "all-then-last")
+
+
+class ShareError(StackslimError):
+    """A `stackslim share` option that cannot be used (one-line message naming the flag)."""
+
+
+def _recovery() -> TrainConfig:
+    return TrainConfig(epochs=3, lr=1e-4, batch_size=16, weight_decay=0.0, patience=3)
 
 
 @dataclass(frozen=True)
@@ -46,14 +63,11 @@ class ShareConfig:
     calib: int = field(default=256, metadata={"help": "clips of the train split whose activations "
                                               "calibrate the conversion (init aware) and measure "
                                               "each map's output error (0: none)"})
-    recover_epochs: int = field(default=3, metadata={"help": "epochs of recovery by distillation "
-                                                     "(0: none)"})
-    recover_minutes: float = field(default=20.0, metadata={"help": "time budget of the recovery "
-                                                           "in minutes (0: none)"})
     recover_states: str = field(default="all", metadata={"help": "distil hidden states 'all' "
                                                          "(1..L), the 'last' one, or "
-                                                         "'all-then-last' (two phases)",
-                                                         "choices": ("all", "last", "all-then-last")})
+                                                         "'all-then-last' (two phases, each with "
+                                                         "half of --epochs and of --max-minutes)",
+                                                         "choices": STATES})
     unlabelled: str = field(default="", metadata={"help": f"{UNLABELLED_HELP}; in the recovery "
                                                   "beside the train split (their teacher states "
                                                   "are cached: memory grows with them)"})
@@ -77,12 +91,6 @@ class ShareConfig:
         "choices": SELECT})
     task_weight: float = field(default=1.0, metadata={"help": "weight of the task loss (teacher's "
                                                       "head, frozen) in the recovery"})
-    lr: float = field(default=1e-4, metadata={"help": "recovery learning rate (AdamW)"})
-    recover_schedule: str = field(default="constant", metadata={
-        "help": "recovery learning rate over time: 'constant', or 'cosine' (a linear warm-up "
-                "over 5 percent of the run, then down to 0 at the end of --recover-minutes or "
-                "--recover-epochs, whichever comes first)", "choices": SCHEDULES})
-    batch_size: int = field(default=16, metadata={"help": "clips per recovery step"})
     task: str = field(default="word", metadata={"help": "classification task of DATA (the head "
                                                 "that measures accuracy)"})
     max_clips: int = field(default=0, metadata={"help": "use a seeded subset of this many clips "
@@ -95,23 +103,57 @@ class ShareConfig:
     wer_clips: int = field(default=60, metadata={"help": "Whisper only: clips of its eval split "
                                                   "transcribed (0: skip WER)"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed for CPU latency (0: skip)"})
-    seed: int = field(default=0, metadata={"help": "seed of splits, head and training"})
     device: str = field(default="auto", metadata={
         "help": f"where the teacher encodes the clips: {DEVICE_HELP}; conversion and recovery "
                 "run on the CPU"})
+    train: TrainConfig = field(default_factory=_recovery, metadata={
+        "help": "the recovery: --epochs (0: none), --batch-size, --lr, --weight-decay, "
+                "--patience, --schedule, --warmup, --seed (also of splits, head and conversion), "
+                "--max-minutes (a cap on the whole recovery, 0: none)"})
+
+    def __post_init__(self) -> None:
+        if self.rank != "full" and (isinstance(self.rank, bool) or not isinstance(self.rank, int)
+                                    or self.rank < 0):
+            raise ShareError(f"--rank must be an integer >= 0, got {self.rank!r}")
+        for name in ("group", "calib", "max_unlabelled", "max_clips", "wer_clips",
+                     "latency_clips"):
+            if getattr(self, name) < 0:
+                raise ShareError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        for name in ("head_epochs", "block_clips", "asr_top_k"):
+            if getattr(self, name) < 1:
+                raise ShareError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.init not in INITS:
+            raise ShareError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.recover_states not in STATES:
+            raise ShareError(f"--recover-states must be one of {', '.join(STATES)}, "
+                             f"got {self.recover_states!r}")
+        if self.asr_select not in SELECT:
+            raise ShareError(f"--asr-select must be one of {', '.join(SELECT)}, got {self.asr_select!r}")
+        if self.asr_weight < 0:
+            raise ShareError(f"--asr-weight must be >= 0, got {self.asr_weight}")
+        if self.task_weight < 0:
+            raise ShareError(f"--task-weight must be >= 0, got {self.task_weight}")
+        if self.asr_weight > 0 and not self.unlabelled:
+            raise ShareError("--asr-weight needs clips to transcribe: give --unlabelled SPEC")
+        if self.init == "aware" and self.calib <= 0:
+            raise ShareError("--init aware needs calibration clips: --calib N with N > 0")
+        t = self.train
+        if not isinstance(t, TrainConfig):
+            raise ShareError(f"train must be a TrainConfig, got {type(t).__name__}")
+        for name in ("epochs", "max_minutes", "weight_decay"):
+            if getattr(t, name) < 0:
+                raise ShareError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(t, name)}")
+        for name in ("batch_size", "patience"):
+            if getattr(t, name) < 1:
+                raise ShareError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(t, name)}")
+        if not t.lr > 0:
+            raise ShareError(f"--lr must be > 0, got {t.lr}")
+        if t.schedule not in SCHEDULES:
+            raise ShareError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {t.schedule!r}")
+        self.group_spec()  # --groups parses
 
     def group_spec(self):
         """(groups argument of `to_residual`, max_size) from `groups` and `group`."""
-        if self.asr_weight < 0:
-            raise EncoderError(f"--asr-weight must be >= 0, got {self.asr_weight}")
-        if self.asr_top_k < 1:
-            raise EncoderError(f"--asr-top-k must be >= 1, got {self.asr_top_k}")
-        if self.asr_weight > 0 and not self.unlabelled:
-            raise EncoderError("--asr-weight needs clips to transcribe: give --unlabelled SPEC")
-        if self.init == "aware" and self.calib <= 0:
-            raise EncoderError("--init aware needs calibration clips: --calib N with N > 0")
-        if self.group < 0:
-            raise EncoderError(f"--group must be >= 0, got {self.group}")
         if self.groups == "adjacent":
             return self.group or 3, None
         if self.groups == "blocks":
@@ -123,5 +165,5 @@ class ShareConfig:
                 out.append(list(range(int(a), int(b or a) + 1)))
             return out, None
         except ValueError:
-            raise EncoderError(f"--groups must be 'adjacent', 'blocks' or ranges like '0-2,3-5', "
-                               f"got {self.groups!r}") from None
+            raise ShareError(f"--groups must be 'adjacent', 'blocks' or ranges like '0-2,3-5', "
+                             f"got {self.groups!r}") from None

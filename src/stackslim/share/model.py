@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..models.base import Encoder
+from .io import save_shared
 from .layer import ResidualLinear
 
 
@@ -165,8 +166,6 @@ class SharedEncoder(Encoder):
     def save(self, path: str | Path, decoder: bool = True) -> None:
         """Compact format: safetensors with each shared tensor once + a JSON config; Whisper's
         decoder in its own file (`decoder=False`: the encoder alone)."""
-        from .io import save_shared
-
         save_shared(self, Path(path), decoder=decoder)
 
     # -- size ------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..evaluate.accuracy import stack_accuracy
 from ..heads.head import ClassifierHead
 from ..models.base import Encoder
-from ..models.cache import StateCache, append_windows, concat_caches  # bench/share.py imports concat_caches from here
+from ..models.cache import StateCache, append_windows, cache_states, concat_caches  # noqa: F401 (bench/share.py imports concat_caches from here)
 from ..train import TrainConfig, TrainLog, train
 from .asr import AsrRecovery, AsrTargets, frozen
 
@@ -39,8 +40,6 @@ def distill_cache(teacher: Encoder, batches, total: int | None = None, states: s
                   desc: str = "teacher states", progress: bool = True) -> StateCache:
     """Teacher states for distillation: state 0 and the targets (1..L, or L; L also as -1).
     Under torchrun every rank encodes its shard of `batches` and gets the whole cache."""
-    from ..models.cache import cache_states
-
     L = teacher.num_layers
     which = (*range(L + 1), -1) if states == "all" else (0, -1)
     return cache_states(teacher, batches, which=which, total=total, desc=desc,
@@ -148,20 +147,6 @@ def last_state_error(student: Encoder, cache: StateCache, batch_size: int = 32) 
     return num / max(den, 1e-12)
 
 
-@torch.no_grad()
-def student_accuracy(student: Encoder, head: ClassifierHead, cache: StateCache, y: torch.Tensor,
-                     batch_size: int = 32) -> float:
-    """Accuracy of the frozen head on the student's last state, from cached states 0."""
-    head.eval()
-    right = 0
-    for s in range(0, len(cache), batch_size):
-        rows = list(range(s, min(s + batch_size, len(cache))))
-        x0, n = cache.batch(0, rows)
-        h = student.stack_forward(x0, n, final_norm=True, keep=False).states[-1]
-        right += int((head(h, n).argmax(-1) == y[rows]).sum())
-    return right / max(len(cache), 1)
-
-
 @dataclass
 class RecoveryLog:
     """The training log, the validation score before training, whether the start was kept
@@ -259,7 +244,7 @@ def _recover(student: Encoder, train_cache: StateCache, cfg: TrainConfig, states
     if val_cache is not None:
         if head is not None and val_labels is not None:
             def validate() -> float:
-                parts.append({"accuracy": student_accuracy(student, head, val_cache, val_labels)})
+                parts.append({"accuracy": stack_accuracy(student, head, val_cache, val_labels)})
                 return parts[-1]["accuracy"]
         else:
             def validate() -> float:

@@ -29,7 +29,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..evaluate.latency import bytes_on_disk
 from ..models.base import Encoder
+from .io import DECODER, module_prefix  # module_prefix: re-exported
 
 
 def paper_layer_params(d: int, ffn: int) -> int:
@@ -63,14 +65,6 @@ def paper_size_ratio(num_layers: int, d: int, ffn: int, k: int, r: int, diag: bo
     return 100.0 * paper_stack_params(num_layers, d, ffn, k, r, diag, share_norms)["ratio"]
 
 
-def module_prefix(root, target) -> str:
-    """Name prefix of submodule `target`'s tensors in `root.state_dict()` ('': root itself)."""
-    for name, m in root.named_modules():
-        if m is target:
-            return f"{name}." if name else ""
-    return ""
-
-
 def safetensors_bytes(file: str | Path, prefix: str = "") -> int:
     """Bytes of the tensors stored in a safetensors file whose names start with `prefix`."""
     with open(file, "rb") as f:
@@ -87,9 +81,6 @@ def disk_report(shared, dense: Encoder | None = None) -> dict[str, int | float]:
     (the stored tensors of the encoder only), for both, and their ratio; and the bytes of the
     compact folder's decoder file (0 when the model has none), counted apart from the encoder.
     """
-    from ..models.latency import bytes_on_disk
-    from .io import DECODER
-
     dense = dense if dense is not None else shared.materialize()
     with tempfile.TemporaryDirectory(prefix="stackslim-share-") as tmp:
         shared.save(Path(tmp) / "shared")

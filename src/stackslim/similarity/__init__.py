@@ -1,28 +1,26 @@
 """Layer-by-layer similarity of a Transformer stack: the "Measure" half of Dorszewski et al.
 (ICASSP 2025): cosine, linear CKA (biased/unbiased), mutual kNN, over all pairs of hidden
 states in one streaming, mergeable, distributed pass; block detection; outlier robustness.
+
+    from stackslim.similarity import AnalyzeConfig, run
+    res = run("whisper-base", "synth-commands", "runs/analyze", AnalyzeConfig(max_clips=200))
 """
 from .accumulators import ChannelMoments, CosineAccumulator, CovarianceAccumulator
 from .blocks import Blocks, block_influence, block_influence_from_matrix, find_blocks
-from .engine import ESTIMATORS, METRICS, SUPPORTED, SimilarityEngine, check_supported, pairwise_reference
-from .errors import SimilarityError
+from .config import (ESTIMATORS, METRICS, SUPPORTED, VIEWS, AnalyzeConfig, SimilarityError,
+                     check_supported)
+from .engine import SimilarityEngine, pairwise_reference
 from .metrics import cosine, linear_cka, mutual_knn
 from .minibatch import MinibatchAccumulator
 from .outliers import ChannelStats, RobustnessReport, blocks_survive, robustness_check, transformed_results
+from .pipeline import AnalyzeResult, run, select_clips
+from .plots import plot_heatmap
 from .result import SimilarityResult
 from .store import SampleStore
-from .views import VIEWS, samples
-
-
-def __getattr__(name: str):
-    # plot_heatmap is imported on first use: matplotlib costs about a second to import.
-    if name == "plot_heatmap":
-        from .plots import plot_heatmap
-
-        return plot_heatmap
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .views import samples
 
 __all__ = [
+    "AnalyzeConfig", "AnalyzeResult", "run", "select_clips",
     "Blocks", "ChannelMoments", "ChannelStats", "CosineAccumulator", "CovarianceAccumulator", "ESTIMATORS",
     "METRICS", "MinibatchAccumulator", "RobustnessReport", "SUPPORTED", "SampleStore", "SimilarityEngine",
     "SimilarityError", "SimilarityResult", "VIEWS", "block_influence", "block_influence_from_matrix",

@@ -28,7 +28,7 @@ import torch
 
 from .allpairs import F64, check_variance, cka_from_inner, cosine_sum_matrix
 from .distributed import all_reduce_max_int, all_reduce_sum_
-from .errors import SimilarityError
+from .config import SimilarityError
 
 
 class _Accumulator:

@@ -15,8 +15,9 @@ Formulas (Kc = centred Gram of one state, Xc = its column-centred samples):
   CKA_ij = A_ij / sqrt(A_ii A_jj)  (Kornblith et al. 2019).
 - unbiased HSIC (Song et al. 2012), K~ = K with zeroed diagonal:
   HSIC_u = [tr(K~ L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3)).
-- mutual kNN (Huh et al. 2024): rows centred and L2-normalised, the k nearest *other* rows by
-  inner product; overlap_ij = sum over samples of |N_k^i ∩ N_k^j|.
+- mutual kNN (Huh et al. 2024, the platonic-representation reference code): rows
+  L2-normalised (not centred, unless `knn_center`), the k nearest *other* rows by inner
+  product; overlap_ij = sum over samples of |N_k^i ∩ N_k^j|.
 - cosine: sum over samples of cos(x_i, x_j); the cosine of a zero vector with anything is 0.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 
 import torch
 
-from .errors import SimilarityError
+from .config import SimilarityError
 
 # A representation is "constant" when its centred energy is below CONST_RTOL^2 times its raw
 # energy (relative spread below 1e-10: rounding noise, not signal). Then CKA is 0/0.
@@ -72,15 +73,19 @@ def _spans(n: int, step: int) -> list[tuple[int, int]]:
 
 
 def gram_pass(X, cka: bool = True, k: int | None = None, what: str = "hidden state",
-              weights: torch.Tensor | None = None, budget: int | None = None
-              ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+              weights: torch.Tensor | None = None, budget: int | None = None,
+              knn_center: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """CKA inner products and/or kNN lists of all states from their centred Grams, in blocks.
 
     With Xs_i = (X_i - mu_i) / ||X_i - mu_i||_F (centred, unit norm: CKA is scale invariant),
     the Gram rows Kc_i[a, b] = <xs_i[a], xs_i[b]> are built one block of rows a by one block of
     columns b at a time:
         A_ij += <Kc_i[a, b], Kc_j[a, b]>_F   (summed over all blocks: A_ij = ||Xs_i^T Xs_j||_F^2),
-        sim_i[a, b] = Kc_i[a, b] / (|xs_i[a]| |xs_i[b]|)   (kNN: the k largest b != a per row a).
+        sim_i[a, b] = <x_i[a], x_i[b]> / (|x_i[a]| |x_i[b]|)   (kNN: the k largest b != a per row a).
+    The kNN cosine is of the raw rows (the reference definition), from the centred block by a
+    rank-one correction: with m_i = mu_i / ||X_i - mu_i||_F, x/||.|| = xs + m and
+        <x[a], x[b]> / ||X_i - mu_i||_F^2 = Kc_i[a, b] + <xs[a], m> + <xs[b], m> + |m|^2;
+    with `knn_center` it is the cosine of the centred rows, Kc_i[a, b] / (|xs[a]| |xs[b]|).
     X is read in three kinds of sweeps: column sums (mu), centred energies (the norms and the
     constant-state check), then per panel of rows every column block once: 2 + ceil(n / r)
     reads of X in all, or one when it fits a column block (then it is kept).
@@ -93,6 +98,7 @@ def gram_pass(X, cka: bool = True, k: int | None = None, what: str = "hidden sta
         weights: optional (S, D) per-channel factors applied to every block as it is read.
         budget: working-set bytes (default CHUNK_BYTES), shared by the kNN panel (S, r, n), the
             row block (S, r, D), the column block (S, c, D) and its Gram block (S, r, c).
+        knn_center: kNN on column-centred rows instead of the raw rows (the reference).
 
     Returns:
         A: (S, S) or None; idx: (S, n, k) int64 neighbour indices or None.
@@ -144,33 +150,45 @@ def gram_pass(X, cka: bool = True, k: int | None = None, what: str = "hidden sta
         cen2 = e if cen2 is None else cen2 + e
     check_variance(cen2, raw, what)
     cen = cen2.sqrt().clamp_min(tiny)[:, None, None]  # (S, 1, 1) ||Xc_i||_F
+    raw_knn = bool(k) and not knn_center
+    m = mu / cen[:, :, 0]  # (S, D) the mean in the scaled coordinates
+    q = m.pow(2).sum(1)[:, None, None]  # (S, 1, 1) |m|^2
 
-    def prep(a0: int, a1: int, buf: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(S, r, D) rows of Xs and, for kNN, (S, r) inverse row norms (0 for a zero row)."""
+    def prep(a0: int, a1: int, buf: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(S, r, D) rows of Xs and, for kNN, (S, r) inverse row norms (0 for a zero row) and,
+        for the raw-row kNN, (S, r) <xs[a], m>."""
         xs = view(buf, S, a1 - a0, D)
-        torch.sub(load(a0, a1).transpose(0, 1), mu[:, None, :], out=xs).div_(cen)
+        x = load(a0, a1)  # (r, S, D)
+        # raw-row norms, exact (a zero row stays exactly zero), before `x`'s buffer is reused
+        nr = torch.linalg.vector_norm(x, dim=2).T / cen[:, :, 0] if raw_knn else None  # (S, r)
+        torch.sub(x.transpose(0, 1), mu[:, None, :], out=xs).div_(cen)
         if not k:
-            return xs, None
-        nr = torch.linalg.vector_norm(xs, dim=2)  # (S, r)
-        return xs, torch.where(nr > 0, 1.0 / nr.clamp_min(tiny), torch.zeros_like(nr))
+            return xs, None, None
+        p = torch.einsum("srd,sd->sr", xs, m) if raw_knn else None  # (S, r)
+        if not raw_knn:
+            nr = torch.linalg.vector_norm(xs, dim=2)  # (S, r)
+        return xs, torch.where(nr > 0, 1.0 / nr.clamp_min(tiny), torch.zeros_like(nr)), p
 
     if whole is not None:
-        whole_xs, whole_inv = prep(0, n, "col")
-        rblock = cblock = lambda a0, a1: (whole_xs[:, a0:a1], None if not k else whole_inv[:, a0:a1])
+        whole_xs, whole_inv, whole_p = prep(0, n, "col")
+        rblock = cblock = lambda a0, a1: (whole_xs[:, a0:a1], None if not k else whole_inv[:, a0:a1],
+                                          None if whole_p is None else whole_p[:, a0:a1])
     else:
         rblock, cblock = (lambda a0, a1: prep(a0, a1, "row")), (lambda a0, a1: prep(a0, a1, "col"))
     A = torch.zeros(S, S, dtype=F64, device=dev) if cka else None
     idx = torch.empty(S, n, k, dtype=torch.long, device=dev) if k else None
     for r0, r1 in _spans(n, rows):
-        xr, inv_r = rblock(r0, r1)
+        xr, inv_r, p_r = rblock(r0, r1)
         sim = view("sim", S, r1 - r0, n) if k else None
         for c0, c1 in _spans(n, cols):
-            xc, inv_c = cblock(c0, c1)
+            xc, inv_c, p_c = cblock(c0, c1)
             Kb = torch.bmm(xr, xc.transpose(1, 2), out=view("gram", S, r1 - r0, c1 - c0))  # Gram block
             if cka:
                 Kf = Kb.view(S, -1)
                 A += Kf @ Kf.T
-            if k:  # in place: cosine of the centred rows
+            if k:  # in place: cosine of the raw (or, knn_center, the centred) rows
+                if raw_knn:
+                    Kb.add_(p_r[:, :, None]).add_(p_c[:, None, :]).add_(q)
                 sim[:, :, c0:c1] = Kb.mul_(inv_r[:, :, None]).mul_(inv_c[:, None, :])
         if k:
             diag = torch.arange(r0, r1, device=dev)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from .errors import SimilarityError
+from .config import SimilarityError
 from .metrics import cosine, mutual_knn
 from .views import is_hidden_states, samples
 

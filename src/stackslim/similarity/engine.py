@@ -36,37 +36,15 @@ import torch
 
 from .accumulators import ChannelMoments, CosineAccumulator, CovarianceAccumulator
 from .allpairs import CHUNK_BYTES, check_knn_samples
-from .errors import SimilarityError
+from .config import METRICS, SimilarityError, check_supported
 from .metrics import as_float64, cosine, linear_cka, mutual_knn
 from .minibatch import MinibatchAccumulator
 from .result import SimilarityResult
 from .store import SampleStore
-from .views import VIEWS, samples
+from .views import samples
 
 if TYPE_CHECKING:  # importing stackslim.models pulls in transformers (seconds); only types are needed
     from ..models.base import HiddenStates
-
-METRICS = ("cosine", "cka", "mknn")
-ESTIMATORS = ("dataset", "minibatch", "unbiased")
-SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
-    "cosine": {e: VIEWS for e in ESTIMATORS},
-    "cka": {e: VIEWS for e in ESTIMATORS},
-    "mknn": {"dataset": ("pooled", "flat"), "minibatch": VIEWS},
-}
-
-
-def check_supported(metric: str, estimator: str, view: str) -> None:
-    """Raise SimilarityError naming the supported combinations when this one is not."""
-    if metric not in SUPPORTED:
-        raise SimilarityError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
-    if estimator not in ESTIMATORS:
-        raise SimilarityError(f"unknown estimator {estimator!r}: choose from {', '.join(ESTIMATORS)}")
-    if view not in VIEWS:
-        raise SimilarityError(f"unknown view {view!r}: choose from {', '.join(VIEWS)}")
-    if view not in SUPPORTED[metric].get(estimator, ()):
-        combos = "; ".join(f"estimator={e!r} with view in {list(v)}" for e, v in SUPPORTED[metric].items())
-        raise SimilarityError(f"{metric} does not support estimator={estimator!r} with view={view!r}; "
-                              f"supported: {combos}")
 
 
 class SimilarityEngine:
@@ -82,10 +60,13 @@ class SimilarityEngine:
         batch_size: samples per batch for minibatch/unbiased.
         cka_space: for dataset CKA, "feature" (D x D cross-products, memory independent of n),
             "gram" (stored samples, n x n Grams) or "auto" (feature for frames, gram otherwise).
+        knn_center: mutual kNN of column-centred samples; default False, the reference
+            definition (Huh et al. 2024: rows only L2-normalised).
     """
 
     def __init__(self, num_states: int, metrics: Sequence[str] = METRICS, view: str = "pooled",
-                 estimator: str = "dataset", k: int = 8, batch_size: int = 128, cka_space: str = "auto"):
+                 estimator: str = "dataset", k: int = 8, batch_size: int = 128, cka_space: str = "auto",
+                 knn_center: bool = False):
         if isinstance(metrics, str):
             metrics = (metrics,)
         metrics = tuple(dict.fromkeys(metrics))
@@ -103,7 +84,7 @@ class SimilarityEngine:
         if num_states < 1:
             raise SimilarityError(f"num_states must be >= 1, got {num_states}")
         self.num_states, self.metrics, self.view, self.estimator = int(num_states), metrics, view, estimator
-        self.k, self.batch_size = int(k), int(batch_size)
+        self.k, self.batch_size, self.knn_center = int(k), int(batch_size), bool(knn_center)
         self.cka_space = (("feature" if view == "frames" else "gram") if cka_space == "auto" else cka_space)
         self.n, self.dim, self.flat_len = 0, None, None
         S, want = self.num_states, set(metrics)
@@ -120,12 +101,12 @@ class SimilarityEngine:
         elif "cka" in want or "mknn" in want:
             self.acc["minibatch"] = MinibatchAccumulator(
                 S, self.batch_size, cka="cka" in want, unbiased=estimator == "unbiased",
-                k=self.k if "mknn" in want else None)
+                k=self.k if "mknn" in want else None, knn_center=self.knn_center)
 
     def config(self) -> dict[str, Any]:
         return {"num_states": self.num_states, "metrics": list(self.metrics), "view": self.view,
                 "estimator": self.estimator, "k": self.k, "batch_size": self.batch_size,
-                "cka_space": self.cka_space}
+                "cka_space": self.cka_space, "knn_center": self.knn_center}
 
     @torch.no_grad()
     def update(self, hidden_states: HiddenStates) -> None:
@@ -212,7 +193,7 @@ class SimilarityEngine:
         want_cka = "cka" in want and self.cka_space == "gram"
         if "store" in self.acc and (want_cka or "mknn" in want):
             C, O = self.acc["store"].compute(cka=want_cka, k=self.k if "mknn" in want else None,
-                                             weights=channel_weights)
+                                             weights=channel_weights, knn_center=self.knn_center)
             if C is not None:
                 out["cka"] = C
             if O is not None:
@@ -226,6 +207,7 @@ class SimilarityEngine:
         return SimilarityResult(
             matrices={m: out[m].cpu().numpy() for m in order}, view=self.view, estimator=self.estimator,
             n_samples=self.n, num_states=self.num_states, k=self.k if "mknn" in order else None,
+            knn_center=self.knn_center if "mknn" in order else None,
             batch_size=self.batch_size if self.estimator != "dataset" else None,
             cka_space=self.cka_space if (self.estimator == "dataset" and "cka" in order) else None,
             transform=transform, dropped_samples=dropped)
@@ -272,7 +254,7 @@ def _reference_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
 
 
 def pairwise_reference(states_list: Sequence[torch.Tensor | np.ndarray], metric: str, k: int = 8,
-                       unbiased: bool = False) -> np.ndarray:
+                       unbiased: bool = False, knn_center: bool = False) -> np.ndarray:
     """The obvious per-pair loop: for i <= j, compute metric(X_i, X_j) from scratch.
 
     For CKA each pair builds its two n x n Grams again (what common CKA packages do), so the
@@ -281,6 +263,7 @@ def pairwise_reference(states_list: Sequence[torch.Tensor | np.ndarray], metric:
     Args:
         states_list: S arrays (n, D): the samples of each hidden state (one view).
         metric: "cosine", "cka" or "mknn". k: neighbours for mknn. unbiased: unbiased CKA.
+        knn_center: mknn of column-centred samples (default: the reference, not centred).
 
     Returns:
         (S, S) float64 numpy matrix, symmetric, unit diagonal.
@@ -289,7 +272,7 @@ def pairwise_reference(states_list: Sequence[torch.Tensor | np.ndarray], metric:
     for x in X:
         if x.shape[0] != X[0].shape[0]:
             raise SimilarityError("all states must have the same number of samples")
-    fns = {"cosine": cosine, "mknn": lambda a, b: mutual_knn(a, b, k=k),
+    fns = {"cosine": cosine, "mknn": lambda a, b: mutual_knn(a, b, k=k, center=knn_center),
            "cka": (lambda a, b: linear_cka(a, b, unbiased=True)) if unbiased else _reference_cka}
     if metric not in fns:
         raise SimilarityError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")

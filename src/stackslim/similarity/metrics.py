@@ -15,7 +15,7 @@ import torch
 
 from .allpairs import (CONST_RTOL, check_knn_samples, check_variance, gram_pass, hsic_unbiased_matrix,
                        knn_overlap_matrix)
-from .errors import SimilarityError
+from .config import SimilarityError
 
 Array = torch.Tensor | np.ndarray
 
@@ -119,16 +119,19 @@ def linear_cka(X: Array, Y: Array, unbiased: bool = False) -> float:
     return float(num / den)
 
 
-def mutual_knn(X: Array, Y: Array, k: int = 8) -> float:
+def mutual_knn(X: Array, Y: Array, k: int = 8, center: bool = False) -> float:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
 
-    Rows are centred (the column mean subtracted) and L2-normalised; N_k^X(a) is the set of the
-    k samples b != a with the largest inner product <x_a, x_b>, likewise in Y. Score:
+    The reference definition (the platonic-representation code that Dorszewski et al. follow):
+    rows are L2-normalised; N_k^X(a) is the set of the k samples b != a with the largest inner
+    product <x_a, x_b> (the sample itself excluded), likewise in Y. Score:
         mKNN = (1/n) sum_a |N_k^X(a) ∩ N_k^Y(a)| / k   in [0, 1].
-    Rows that are zero after centring have inner product 0 with every other row.
+    A zero row has inner product 0 with every other row. With ``center=True`` the column
+    mean is subtracted first (a variant: neighbours of the centred cloud, not the reference).
 
     Args:
         X: (n, d1). Y: (n, d2). k: neighbours per sample.
+        center: subtract the column means before normalising (default False: the reference).
 
     Raises:
         SimilarityError: k < 1, n < k + 1, different n, NaN/inf, a constant representation.
@@ -139,8 +142,8 @@ def mutual_knn(X: Array, Y: Array, k: int = 8) -> float:
     n = x.shape[0]
     check_knn_samples(n, int(k))
     # Neighbour lists per representation; widths may differ, so one gram_pass each.
-    _, ix = gram_pass(x[:, None, :], cka=False, k=int(k), what="input X")  # (1, n, k)
-    _, iy = gram_pass(y[:, None, :], cka=False, k=int(k), what="input Y")
+    _, ix = gram_pass(x[:, None, :], cka=False, k=int(k), what="input X", knn_center=center)  # (1, n, k)
+    _, iy = gram_pass(y[:, None, :], cka=False, k=int(k), what="input Y", knn_center=center)
     overlap = knn_overlap_matrix(torch.cat([ix, iy]))[0, 1]
     return float(overlap / (n * k))
 

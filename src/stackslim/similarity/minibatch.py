@@ -26,7 +26,7 @@ import torch
 from .accumulators import F64, _Accumulator
 from .allpairs import cka_from_hsic, cka_from_inner, gram_pass, hsic_unbiased_matrix, knn_overlap_matrix
 from .distributed import all_gather_objects, all_reduce_sum_
-from .errors import SimilarityError
+from .config import SimilarityError
 
 
 class MinibatchAccumulator(_Accumulator):
@@ -37,12 +37,14 @@ class MinibatchAccumulator(_Accumulator):
         batch_size: samples per batch B.
         cka: compute CKA. unbiased: use the unbiased HSIC (Nguyen et al.) instead of biased CKA.
         k: neighbours for mutual kNN, or None to skip it.
+        knn_center: kNN of column-centred rows (per batch) instead of the raw rows (reference).
     """
 
     def __init__(self, num_states: int, batch_size: int = 128, cka: bool = True,
-                 unbiased: bool = False, k: int | None = None):
+                 unbiased: bool = False, k: int | None = None, knn_center: bool = False):
         super().__init__(num_states)
         self.batch_size, self.cka, self.unbiased, self.k = int(batch_size), cka, unbiased, k
+        self.knn_center = bool(knn_center)
         self.min_batch = max(4 if (cka and unbiased) else 2, (k + 1) if k else 2)
         if self.batch_size < self.min_batch:
             raise SimilarityError(f"batch_size={batch_size} is too small: these metrics need at least "
@@ -61,7 +63,7 @@ class MinibatchAccumulator(_Accumulator):
         c = torch.zeros(S, S, dtype=F64, device=x.device)
         if self.cka and self.unbiased:
             c = B * hsic_unbiased_matrix(x)
-        A, idx = gram_pass(x, cka=self.cka and not self.unbiased, k=self.k)
+        A, idx = gram_pass(x, cka=self.cka and not self.unbiased, k=self.k, knn_center=self.knn_center)
         if A is not None:
             c = B * cka_from_inner(A)
         o = knn_overlap_matrix(idx) if self.k else torch.zeros(S, S, dtype=F64, device=x.device)
@@ -93,7 +95,8 @@ class MinibatchAccumulator(_Accumulator):
 
     def merge(self, other: "MinibatchAccumulator") -> None:
         self._check_other(other)
-        if (other.batch_size, other.cka, other.unbiased, other.k) != (self.batch_size, self.cka, self.unbiased, self.k):
+        if ((other.batch_size, other.cka, other.unbiased, other.k, other.knn_center)
+                != (self.batch_size, self.cka, self.unbiased, self.k, self.knn_center)):
             raise SimilarityError("cannot merge minibatch accumulators with different settings")
         self.cka_sum = self.cka_sum + other.cka_sum.to(self.cka_sum.device)
         self.knn_sum = self.knn_sum + other.knn_sum.to(self.knn_sum.device)
@@ -153,11 +156,12 @@ class MinibatchAccumulator(_Accumulator):
     def state_dict(self) -> dict[str, Any]:
         return {"num_states": self.num_states, "n": self.n, "reduced": self.reduced,
                 "batch_size": self.batch_size, "cka": self.cka, "unbiased": self.unbiased, "k": self.k,
-                "cka_sum": self.cka_sum.cpu(), "knn_sum": self.knn_sum.cpu(), "weight": self.weight,
+                "knn_center": self.knn_center, "cka_sum": self.cka_sum.cpu(), "knn_sum": self.knn_sum.cpu(), "weight": self.weight,
                 "batches": self.batches, "buffer": torch.cat(self._buf).cpu() if self._buf else None}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.__init__(sd["num_states"], sd["batch_size"], sd["cka"], sd["unbiased"], sd["k"])
+        self.__init__(sd["num_states"], sd["batch_size"], sd["cka"], sd["unbiased"], sd["k"],
+                      sd.get("knn_center", True))  # saved before the option: centred kNN
         self.n, self.reduced, self.weight, self.batches = sd["n"], sd["reduced"], sd["weight"], sd["batches"]
         self.cka_sum, self.knn_sum = sd["cka_sum"], sd["knn_sum"]
         self._buf = [] if sd["buffer"] is None else [sd["buffer"]]

@@ -28,7 +28,7 @@ import torch
 
 from .accumulators import ChannelMoments
 from .blocks import Blocks, find_blocks
-from .errors import SimilarityError
+from .config import SimilarityError
 from .result import SimilarityResult
 from .views import is_hidden_states, samples
 

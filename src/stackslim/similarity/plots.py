@@ -1,6 +1,7 @@
 """Heatmap of a layer-similarity matrix with its blocks (matplotlib, Agg backend)."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..results import write_atomic
 from .blocks import Blocks
-from .errors import SimilarityError
+from .config import SimilarityError
 
 ANNOTATE_MAX_STATES = 14  # annotate cells for L <= 13
 
@@ -66,7 +68,6 @@ def plot_heatmap(matrix: np.ndarray | torch.Tensor, title: str, blocks: Blocks |
             ax.axvline(e + 0.5, color="red", lw=1.5)
     fig.tight_layout()
     fmt = path.suffix.lstrip(".").lower() or "png"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format=fmt, dpi=120)
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=120)
+    return write_atomic(path, buf.getvalue())  # a full disk: OutputError naming the file

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SimilarityError
+from .config import SimilarityError
 
 
 @dataclass
@@ -22,6 +22,8 @@ class SimilarityResult:
         view: "pooled", "frames" or "flat". estimator: "dataset", "minibatch" or "unbiased".
         n_samples: samples that entered (clips for pooled/flat, frames for frames).
         num_states: L + 1. k: neighbours of mknn (None without mknn).
+        knn_center: whether mknn centred the samples (False: the reference definition, rows only
+            L2-normalised; None without mknn).
         batch_size: minibatch size (None for the dataset estimator).
         cka_space: "feature" or "gram" for dataset CKA, else None.
         transform: "none", or the feature transform the matrices were computed on.
@@ -38,6 +40,7 @@ class SimilarityResult:
     cka_space: str | None = None
     transform: str = "none"
     dropped_samples: int = 0
+    knn_center: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def matrix(self, metric: str) -> np.ndarray:
@@ -57,7 +60,8 @@ class SimilarityResult:
                 "view": self.view, "estimator": self.estimator, "n_samples": int(self.n_samples),
                 "num_states": int(self.num_states), "k": self.k, "batch_size": self.batch_size,
                 "cka_space": self.cka_space, "transform": self.transform,
-                "dropped_samples": int(self.dropped_samples), "extra": self.extra}
+                "dropped_samples": int(self.dropped_samples), "knn_center": self.knn_center,
+                "extra": self.extra}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "SimilarityResult":

@@ -21,7 +21,8 @@ import torch
 from .accumulators import _Accumulator
 from .allpairs import CHUNK_BYTES, F64, cka_from_inner, gram_pass, knn_overlap_matrix
 from .distributed import all_gather_objects, all_reduce_max_int, is_distributed
-from .errors import SimilarityError
+from ..results import writing
+from .config import SimilarityError
 
 
 class _SampleFile:
@@ -42,9 +43,12 @@ class _SampleFile:
         self.close = weakref.finalize(self, _close_file, self.fh, tmp)
 
     def write(self, x: torch.Tensor, row: int) -> None:
-        """Write rows x (r, ...) at row offset `row`; the file grows as needed."""
-        self.fh.seek(row * self.row_bytes)
-        self.fh.write(np.ascontiguousarray(x.detach().to("cpu", F64).numpy()).data)
+        """Write rows x (r, ...) at row offset `row`; the file grows as needed. A full disk
+        ($TMPDIR) raises OutputError naming the file, here rather than at a later read."""
+        with writing(self.path):
+            self.fh.seek(row * self.row_bytes)
+            self.fh.write(np.ascontiguousarray(x.detach().to("cpu", F64).numpy()).data)
+            self.fh.flush()
 
     def read_into(self, a0: int, out: np.ndarray) -> None:
         """Fill the C-contiguous float64 array out (r, ...) with rows a0..a0+r-1."""
@@ -57,10 +61,14 @@ class _SampleFile:
         self.fh.flush()
         if done == 0:
             tmp = path + ".tmp"
-            shutil.copyfile(self.path, tmp)
-            os.replace(tmp, path)
+            try:
+                with writing(path):
+                    shutil.copyfile(self.path, tmp)
+                    os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
             return
-        with open(path, "r+b") as out:
+        with writing(path), open(path, "r+b") as out:
             out.truncate(done * self.row_bytes)  # drop a partial tail of an interrupted append
             out.seek(done * self.row_bytes)
             self.fh.seek(done * self.row_bytes)
@@ -68,7 +76,10 @@ class _SampleFile:
 
 
 def _close_file(fh: IO[bytes], tmp: tempfile.TemporaryDirectory) -> None:
-    fh.close()
+    try:
+        fh.close()
+    except OSError:  # rows a full disk refused are still buffered: they go with the file
+        pass
     tmp.cleanup()
 
 
@@ -158,20 +169,21 @@ class SampleStore(_Accumulator):
             self._file, self.n = new, sum(counts)
         self.reduced = True
 
-    def compute(self, cka: bool = True, k: int | None = None, weights: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def compute(self, cka: bool = True, k: int | None = None, weights: torch.Tensor | None = None,
+                knn_center: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """CKA matrix (S, S) and/or mutual-kNN overlap counts (S, S), from one blocked Gram pass.
 
         Args:
             cka: compute the biased linear CKA matrix.
             k: if given, the summed kNN overlaps sum_a |N_i(a) ∩ N_j(a)| (divide by n k).
             weights: optional (S, D) per-channel factors applied to the samples as they are read.
+            knn_center: kNN of column-centred rows instead of the raw rows (the reference).
         """
         if not self.n:
             raise SimilarityError("no samples seen: call update() first")
         if cka and self.n < 2:
             raise SimilarityError(f"linear CKA needs at least 2 samples, got {self.n}")
-        A, idx = gram_pass(self, cka=cka, k=k, weights=weights)
+        A, idx = gram_pass(self, cka=cka, k=k, weights=weights, knn_center=knn_center)
         return (cka_from_inner(A) if cka else None), (knn_overlap_matrix(idx) if k else None)
 
     def close(self) -> None:

@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import SimilarityError
+from .config import VIEWS, SimilarityError
 
 if TYPE_CHECKING:  # importing stackslim.models pulls in transformers (seconds); only types are needed
     from ..models.base import HiddenStates
-
-VIEWS = ("pooled", "frames", "flat")
 
 
 def is_hidden_states(obj: object) -> bool:

@@ -1,12 +1,15 @@
-"""`stackslim study [MODEL] [DATA] --out DIR [--task word] [--quick]`: the whole study."""
+"""`stackslim study [MODEL] [DATA] --out DIR [--task word] [--quick]`: the whole study.
+
+Argument parsing and printing only; the work is `stackslim.study.run`.
+"""
 from __future__ import annotations
 
 import argparse
 
 from ..config import add_config_args, config_from_args
 from .config import StudyConfig
-from .run import DEFAULT_DATA, DEFAULT_MODEL, study
-from .steps import StopStudy
+from .pipeline import DEFAULT_DATA, DEFAULT_MODEL, run as run_study
+from .report import findings
 
 COMMAND = "study"
 
@@ -21,14 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     cfg = config_from_args(StudyConfig, ns)
-    try:
-        r = study(ns.model, ns.data, ns.out, cfg)
-    except StopStudy as s:
-        print(f"stopped after step {s}; run the same command again to go on")
+    r = run_study(ns.model, ns.data, ns.out, cfg, progress=not ns.quiet, force=ns.force)
+    if r.stopped_after:
+        print(f"stopped after step {r.stopped_after}; run the same command again to go on")
         return 0
-    from .report import findings
-
-    for f in findings(r):
+    for f in findings(r.to_json()):
         print(f"- {f}")
     print(f"wrote {ns.out}/results.json and {ns.out}/report.html")
     return 0

@@ -1,29 +1,51 @@
-"""The configuration of `stackslim study` and its two presets.
+"""The configuration of `stackslim study`, its quick preset, and its errors.
 
-    stackslim study                                    # whisper-base on synth-commands, ~30 min
-    stackslim study --quick                            # the same steps, smaller, ~5 min
+    stackslim study                                    # whisper-base on synth-commands
+    stackslim study --quick                            # the same steps, smaller
     stackslim study random:wavlm DATA --quick --out runs/q
+
+Training is counted in work: `mimic_epochs` per mimic stage, `recover_epochs` per shared
+variant, so that the same command gives the same numbers on a quiet or a busy machine;
+`max_minutes` is only an optional wall-clock cap per training stage, recorded on the variant's
+row when it cuts training short. Every option is checked here, before any model or data loads.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+
+from ..errors import StackslimError
+from ..mimic.layers import KINDS
+from ..prune.config import ALL_STRATEGIES
+
+
+class StudyError(StackslimError):
+    """A study option that cannot be used (one-line message naming the option)."""
+
+
+DEFAULT_STRATEGIES = ("forward", "backward", "bi", "knn-bi", "iterative", "greedy", "blocks",
+                      "greedy-refit", "beam", "beam-refit")
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """What the study runs. `--quick` shrinks every knob (see `preset`)."""
+    """What the study runs. `--quick` shrinks every knob left at its default (see `preset`).
+
+    Exact command with the defaults::
+
+        stackslim study whisper-base synth-commands --out runs/study --task word \\
+            --mimic-epochs 30 --recover-epochs 3 --seed 0
+    """
 
     task: str = field(default="word", metadata={"help": "task of the data set: word, speaker, or a column"})
-    quick: bool = field(default=False, metadata={"help": "small preset: every step smaller (about 5 minutes)"})
+    quick: bool = field(default=False, metadata={"help": "small preset: every step smaller"})
     max_clips: int = field(default=1500, metadata={"help": "clips (all splits) for teacher, pruning, mimic, share"})
     analyze_clips: int = field(default=1500, metadata={
         "help": "clips of the study's own (at most --max-clips) for the similarity matrices"})
-    strategies: tuple[str, ...] = field(
-        default=("forward", "backward", "bi", "knn-bi", "iterative", "greedy", "blocks"),
-        metadata={"help": "pruning strategies"})
+    strategies: tuple[str, ...] = field(default=DEFAULT_STRATEGIES, metadata={
+        "help": f"pruning strategies, of: {', '.join(ALL_STRATEGIES)}"})
     mimic_grid: tuple[str, ...] = field(
         default=("linear-1-512", "transformer-1-512"),
-        metadata={"help": "mimic variants as kind-layers-z"})
+        metadata={"help": f"mimic variants as kind-layers-z (kind: {', '.join(KINDS)}; layers 1 or 2)"})
     share_grid: tuple[str, ...] = field(
         default=("K2-r64", "K3-r16", "blocks-r16"),
         metadata={"help": "shared variants as K<k>-r<rank> or blocks-r<rank>"})
@@ -43,43 +65,109 @@ class StudyConfig:
     share_asr_weight: float = field(default=0.0, metadata={
         "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
                 "see `stackslim share --asr-weight`), so that they keep transcribing"})
-    train_minutes: float = field(default=1.5, metadata={"help": "time budget of each training stage / recovery"})
+    mimic_epochs: int = field(default=30, metadata={
+        "help": "epochs (at most; early stopping on validation) of each mimic stage: stage 1 "
+                "(MSE to the teacher) and stage 2 (task loss) alike"})
+    recover_epochs: int = field(default=3, metadata={
+        "help": "recovery epochs of each shared variant (0: none)"})
+    max_minutes: float = field(default=0.0, metadata={
+        "help": "optional wall-clock cap per training stage of the mimic and shared variants, "
+                "in minutes (0: none); a variant whose training it cut short says so in "
+                "results.json and the report"})
     wer_clips: int = field(default=30, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed per variant for CPU latency"})
     seed: int = field(default=0, metadata={"help": "seed of splits, subsets and training"})
     stop_after: str = field(default="", metadata={"help": "stop after this step (a rerun resumes)"})
 
+    def __post_init__(self) -> None:
+        for name in ("strategies", "mimic_grid", "share_grid"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.strategies:
+            raise StudyError(f"--strategies: give at least one, of: {', '.join(ALL_STRATEGIES)}")
+        unknown = [s for s in self.strategies if s not in ALL_STRATEGIES]
+        if unknown:
+            raise StudyError(f"--strategies: unknown strategy {unknown[0]!r}; choose from "
+                             f"{', '.join(ALL_STRATEGIES)}")
+        for name, grid in (("mimic_grid", self.mimic_grid), ("share_grid", self.share_grid)):
+            if len(set(grid)) != len(grid):
+                raise StudyError(f"{_flag(name)}: a variant listed twice: {','.join(grid)}")
+        for spec in self.mimic_grid:
+            parse_mimic(spec)
+        for spec in self.share_grid:
+            parse_share(spec)
+        for name, low in (("max_clips", 3), ("analyze_clips", 3), ("latency_clips", 1), ("wer_clips", 0),
+                          ("mimic_epochs", 1), ("recover_epochs", 0), ("share_max_unlabelled", 0)):
+            if getattr(self, name) < low:
+                raise StudyError(f"{_flag(name)} must be >= {low}, got {getattr(self, name)}")
+        if self.max_minutes < 0:
+            raise StudyError(f"--max-minutes must be >= 0 (0: no cap), got {self.max_minutes}")
+        if self.share_asr_weight < 0:
+            raise StudyError(f"--share-asr-weight must be >= 0, got {self.share_asr_weight}")
+        if self.share_asr_weight > 0 and not self.share_unlabelled:
+            raise StudyError("--share-asr-weight needs clips to transcribe: give --share-unlabelled "
+                             "SPEC (e.g. synth-sentences)")
+        if self.stop_after and self.stop_after not in step_names(preset(self), whisper=True):
+            raise StudyError(f"--stop-after {self.stop_after!r} is not a step of this study; steps: "
+                             f"{', '.join(step_names(preset(self), whisper=True))}")
 
-QUICK = dict(max_clips=300, analyze_clips=300, strategies=("forward", "backward", "bi", "greedy"),
-             mimic_grid=("linear-1-256",), share_grid=("K2-r8",), train_minutes=0.3, wer_clips=8,
-             latency_clips=4)
+
+# Smaller data and grids; the same work budgets per variant (mimic_epochs, recover_epochs) as
+# the full study: on 300 clips they cost seconds, and fewer left the variants half-trained.
+QUICK = dict(max_clips=300, analyze_clips=300, strategies=("forward", "backward", "bi", "greedy", "beam"),
+             mimic_grid=("linear-1-256",), share_grid=("K2-r8",), wer_clips=8, latency_clips=4)
 
 
 def preset(cfg: StudyConfig) -> StudyConfig:
     """Apply the quick preset to every knob the user left at its default."""
     if not cfg.quick:
         return cfg
-    defaults = StudyConfig()
-    changes = {k: v for k, v in QUICK.items() if getattr(cfg, k) == getattr(defaults, k)}
-    return replace(cfg, **changes)
+    defaults = {f.name: f.default for f in fields(StudyConfig)}
+    changes = {k: v for k, v in QUICK.items() if getattr(cfg, k) == defaults[k] != v}
+    return replace(cfg, **changes) if changes else cfg
+
+
+def step_names(cfg: StudyConfig, whisper: bool) -> list[str]:
+    """The study's steps in order (`wer` for Whisper models only)."""
+    return (["analyze", "prune"] + [f"mimic-{m}" for m in cfg.mimic_grid]
+            + [f"share-{s}" for s in cfg.share_grid] + (["wer"] if whisper else []) + ["compare"])
 
 
 def parse_mimic(spec: str) -> tuple[str, int, int]:
-    """"linear-1-512" → ("linear", 1, 512)."""
+    """"linear-1-512" → ("linear", 1, 512); StudyError for anything else."""
+    parts = spec.split("-")
     try:
-        kind, layers, z = spec.split("-")
-        return kind, int(layers), int(z)
-    except ValueError as e:
-        raise ValueError(f"mimic variant {spec!r}: expected kind-layers-z, e.g. linear-1-512") from e
+        kind, layers, z = parts[0], int(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise StudyError(f"--mimic-grid: variant {spec!r}: expected kind-layers-z, e.g. linear-1-512") from None
+    if kind not in KINDS:
+        raise StudyError(f"--mimic-grid: variant {spec!r}: kind must be one of {', '.join(KINDS)}")
+    if layers not in (1, 2):
+        raise StudyError(f"--mimic-grid: variant {spec!r}: layers must be 1 or 2")
+    if z < 1:
+        raise StudyError(f"--mimic-grid: variant {spec!r}: z must be >= 1")
+    return kind, layers, z
 
 
 def parse_share(spec: str) -> tuple[str, int, int]:
-    """"K3-r16" → ("adjacent", 3, 16); "blocks-r16" → ("blocks", 0, 16)."""
+    """"K3-r16" → ("adjacent", 3, 16); "blocks-r16" → ("blocks", 0, 16); StudyError otherwise."""
+    bad = StudyError(f"--share-grid: variant {spec!r}: expected K<k>-r<rank> or blocks-r<rank>, "
+                     "e.g. K3-r16")
+    parts = spec.split("-")
+    if len(parts) != 2 or not parts[1].startswith("r") or not (parts[0] == "blocks" or parts[0].startswith("K")):
+        raise bad
     try:
-        g, r = spec.split("-")
-        rank = int(r.lstrip("r"))
-        if g == "blocks":
-            return "blocks", 0, rank
-        return "adjacent", int(g.lstrip("K")), rank
-    except ValueError as e:
-        raise ValueError(f"share variant {spec!r}: expected K<k>-r<rank> or blocks-r<rank>") from e
+        rank = int(parts[1][1:])
+        k = 0 if parts[0] == "blocks" else int(parts[0][1:])
+    except ValueError:
+        raise bad from None
+    if parts[0] != "blocks" and k < 1:
+        raise StudyError(f"--share-grid: variant {spec!r}: K (layers per group) must be >= 1")
+    if rank < 1:
+        raise StudyError(f"--share-grid: variant {spec!r}: rank must be >= 1")
+    return ("blocks", 0, rank) if parts[0] == "blocks" else ("adjacent", k, rank)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

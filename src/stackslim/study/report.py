@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..prune.config import PAPER_STRATEGIES as PAPER
 from ..report import Page
 from .plots import plot_tradeoff
-
-PAPER = ("forward", "backward", "bi", "knn-bi")
 
 COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder params"),
            ("stack_ratio", "Stack size vs teacher"), ("bytes", "Bytes on disk"),
            ("batch1_ms", "CPU ms/clip (batch 1)"), ("batched_ms", "CPU ms/clip (batched)"),
            ("speedup", "Speed-up (batch 1)"), ("accuracy", "Accuracy"), ("capacity", "Capacity"),
            ("wer", "WER")]
+CAPPED = ("capped", "Training cut short by --max-minutes")
 
 
 def _pct(x: float | None) -> str:
@@ -40,6 +40,13 @@ def findings(r: dict) -> list[str]:
         t = pr["teacher"]["test_accuracy"]
         out.append(f"The teacher (frozen encoder + trained head) reaches {_pct(t)} test accuracy "
                    f"(chance {_pct(pr['task'].get('chance'))}).")
+        names = list(pr.get("strategies", {}))
+        paper_names = [k for k in names if k in PAPER]
+        our_names = [k for k in names if k not in PAPER]
+        compared = "; ".join(f"{who} {', '.join(ks)}" for who, ks in (("the paper's", paper_names),
+                                                                     ("ours", our_names)) if ks)
+        if compared:
+            out.append(f"Pruning strategies compared: {compared}.")
         for variant, label in (("no_refit", "without post-training"), ("refit", "with only the head re-fitted")):
             d = pr["summary"].get(variant)
             if not d:
@@ -51,8 +58,8 @@ def findings(r: dict) -> list[str]:
             msg = (f"Pruning {label}: at most {best} of {r['num_layers']} layers can go at ≥ "
                    f"{100 * thr:.0f}% capacity on test ({who}).")
             if ours and paper:
-                msg += (f" Our best strategy deletes {max(ours.values())}, the paper's best "
-                        f"{max(paper.values())}.")
+                msg += (f" Our best strategy deletes {max(ours.values())} ({_best(ours)}), the paper's "
+                        f"best {max(paper.values())} ({_best(paper)}).")
             out.append(msg)
     rows = r.get("compare", {}).get("rows", [])
     for kind in ("mimic", "shared", "pruned"):
@@ -63,6 +70,10 @@ def findings(r: dict) -> list[str]:
         out.append(f"Best {kind} variant by capacity: {b['variant']}: {_pct(b['capacity'])} capacity, "
                    f"stack at {_pct(b['stack_ratio'])} of the teacher's, {b['speedup']:.1f}× the "
                    f"teacher's speed at batch 1.")
+    cut = [x["variant"] for x in rows if x.get("capped")]
+    if cut:
+        out.append(f"The wall-clock cap (--max-minutes {r['config'].get('max_minutes')}) cut training "
+                   f"short for: {', '.join(cut)}; their numbers depend on this machine's speed and load.")
     wer = r.get("wer", {}).get("wer")
     if wer:
         best = min((v, k) for k, v in wer.items() if k != "teacher") if len(wer) > 1 else None
@@ -71,6 +82,12 @@ def findings(r: dict) -> list[str]:
             msg += f"; best compressed encoder {best[1]} {_pct(best[0])}"
         out.append(msg + ".")
     return out
+
+
+def _best(d: dict) -> str:
+    """The strategies of `d` (name → deletable layers) that reach its maximum."""
+    top = max(d.values())
+    return ", ".join(k for k, v in d.items() if v == top)
 
 
 def write_report(r: dict, out: Path) -> Path:
@@ -85,7 +102,7 @@ def write_report(r: dict, out: Path) -> Path:
 
     page.heading("Every variant side by side", "table")
     rows = r.get("compare", {}).get("rows", [])
-    page.table(rows, COLUMNS)
+    page.table(rows, COLUMNS + ([CAPPED] if any(x.get("capped") for x in rows) else []))
     if rows:
         thr = r.get("prune", {}).get("threshold", 0.95)
         page.images([(plot_tradeoff(rows, out / "tradeoff.png", thr),
@@ -129,7 +146,11 @@ def write_report(r: dict, out: Path) -> Path:
         f"{r.get('analyze', {}).get('clips', '?')} clips in one streaming pass; blocks by exact dynamic-"
         "programming segmentation with BIC.",
         "Pruning: orders scored on the validation split only; curves on test.",
-        f"Mimic and share: trained with a {cfg['train_minutes']}-minute budget per stage on this CPU.",
+        f"Mimic: at most {cfg['mimic_epochs']} epochs per stage (MSE to the teacher, then the task), "
+        f"early stopping on validation; shared variants: {cfg['recover_epochs']} recovery epochs; "
+        + (f"each training stage capped at {cfg['max_minutes']} minutes of wall clock (rows cut short "
+           "by it say so)." if cfg.get("max_minutes") else "no wall-clock cap: training is counted in "
+           "epochs alone, so the same seed trains the same models on a quiet or a busy machine."),
         f"Steps run now: {', '.join(r['steps_run']) or 'none'}; reused from an earlier run: "
         f"{', '.join(r['steps_skipped']) or 'none'}.",
     ])

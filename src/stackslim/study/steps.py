@@ -1,9 +1,13 @@
 """Resumable steps: each step writes its files under `DIR/<step>/` and, last, a marker
-`DIR/<step>/step.json` holding the step's key (a hash of what it depends on) and its summary.
+`DIR/<step>/step.json` holding the step's key and its summary.
 
-A rerun with the same key skips the step and returns the stored summary; a step killed midway
-has no marker and runs again from the start (its files are each written atomically, so none
-looks finished). A changed key (other config or model) reruns the step.
+A step's key has two parts: `inputs`, a hash of the inputs' content (`stackslim.run.fingerprint`
+of the model and the data set: clips' paths, sizes, modification times; a model folder's files),
+and `options`, a hash of everything else it depends on (its method's config, the keys of the
+steps it reads). A rerun with the same key skips the step and returns the stored summary; a
+step killed midway has no marker and runs again from the start (its files are each written
+atomically, so none looks finished); a changed key reruns the step, with a line saying which
+part changed.
 """
 from __future__ import annotations
 
@@ -21,8 +25,17 @@ MARKER = "step.json"
 
 
 def step_key(*parts: Any) -> str:
-    """Stable short hash of JSON-able parts."""
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Stable short hash of JSON-able parts (dataclasses by their fields)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=_plain).encode()).hexdigest()[:16]
+
+
+def _plain(x: Any) -> Any:
+    fields = getattr(x, "__dataclass_fields__", None)
+    return {k: getattr(x, k) for k in fields} if fields is not None else str(x)
+
+
+class StopStudy(Exception):
+    """Raised after the step named by `--stop-after`; the next run resumes after it."""
 
 
 class StepRunner:
@@ -30,37 +43,46 @@ class StepRunner:
 
     Attributes:
         ran: names of the steps run in this invocation. skipped: names found done.
+        keys: step name → its key (for the steps that depend on it).
         stop_after: if set, raise `StopStudy` once that step has finished (for staged runs).
     """
 
-    def __init__(self, out: Path, names: list[str], progress: bool = True, stop_after: str = ""):
+    def __init__(self, out: Path, names: list[str], inputs: str, progress: bool = True,
+                 stop_after: str = ""):
         self.out = out
+        self.inputs = inputs
+        self.progress = progress
         self.bar = tqdm(total=len(names), desc="study", unit="step", disable=not progress)
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.keys: dict[str, str] = {}
         self.stop_after = stop_after
 
-    def run(self, name: str, key: str, fn: Callable[[Path], dict]) -> dict:
+    def run(self, name: str, options: Any, fn: Callable[[Path], dict]) -> dict:
         """`fn(step_dir) -> summary` unless `DIR/name/step.json` holds the same key."""
         folder = self.out / name
         marker = folder / MARKER
-        if marker.is_file():
-            try:
-                saved = json.loads(marker.read_text())
-                if saved.get("key") == key:
-                    self.skipped.append(name)
-                    self.bar.set_postfix_str(f"{name}: done before")
-                    self.bar.update(1)
-                    self._maybe_stop(name)
-                    return saved["summary"]
-            except (json.JSONDecodeError, KeyError):
-                pass  # unreadable marker: run the step again
+        opts = step_key(options)
+        key = step_key(self.inputs, opts)
+        self.keys[name] = key
+        saved = _read(marker)
+        if saved is not None and saved.get("key") == key and "summary" in saved:
+            self.skipped.append(name)
+            self.bar.set_postfix_str(f"{name}: done before")
+            self.bar.update(1)
+            self._maybe_stop(name)
+            return saved["summary"]
+        if saved is not None:  # said even with --quiet: results will differ from the last run's
+            changed = [what for what, part, now in (("the inputs (model or data set content)", "inputs", self.inputs),
+                                                    ("its options", "options", opts))
+                       if saved.get(part) != now] or ["its key"]
+            tqdm.write(f"study: step {name}: {' and '.join(changed)} changed since it ran; running it again")
         self.bar.set_postfix_str(name)
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         summary = fn(folder)
         summary = {**summary, "seconds": round(time.monotonic() - t0, 1)}
-        write_json(marker, {"key": key, "summary": summary})
+        write_json(marker, {"key": key, "inputs": self.inputs, "options": opts, "summary": summary})
         self.ran.append(name)
         self.bar.update(1)
         self._maybe_stop(name)
@@ -75,5 +97,10 @@ class StepRunner:
         self.bar.close()
 
 
-class StopStudy(Exception):
-    """Raised after the step named by `--stop-after`; the next run resumes after it."""
+def _read(marker: Path) -> dict | None:
+    """The marker's content, or None if missing or unreadable (the step then runs again)."""
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None

@@ -1,8 +1,9 @@
 """CPU latency and size of any model, measured the same way everywhere (mimic, prune, share, study).
 
-    from stackslim.models.latency import clip_latency, bytes_on_disk, count_params
+    from stackslim.evaluate import clip_latency, bytes_on_disk, count_params, interleaved_latency
     lat = clip_latency(lambda waves: model(waves), waves, batch_size=8)
     lat["batch1_ms"], lat["batched_ms"]      # median milliseconds per clip
+    lat = interleaved_latency({"teacher": f, "student": g}, waves)   # several models, round-robin
 
 Method: `fn(inputs)` runs `warmup` times untimed, then `repeats` times timed with
 `time.perf_counter`, under `torch.inference_mode()`, with the torch intra-op threads as they are
@@ -105,3 +106,26 @@ def bytes_on_disk(path: str | os.PathLike) -> int:
     if not p.is_dir():
         raise FileNotFoundError(f"{p}: no such file or folder")
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+@torch.inference_mode()
+def interleaved_latency(fns: dict, waves: list, repeats: int = 5, shuffle: bool = True) -> dict[str, dict]:
+    """Median ms per clip at batch 1 and batched, for every variant, timed round-robin so that
+    machine noise hits all variants alike. Each round takes the variants in a new seeded random
+    order: the variant timed right after a large one finds the caches filled with the other's
+    weights (bench/latency_order.py: three identical small models after whisper-base in a fixed
+    order, the one that follows the teacher is the slowest), so no variant keeps that place.
+    `shuffle=False`: the fixed order of `fns`, to measure that bias."""
+    one = {k: [] for k in fns}
+    many = {k: [] for k in fns}
+    for f in fns.values():  # warm-up
+        f(waves[:1])
+        f(waves)
+    keys = list(fns)
+    rng = np.random.default_rng(0)
+    for _ in range(repeats):
+        for k in [keys[i] for i in (rng.permutation(len(keys)) if shuffle else range(len(keys)))]:
+            f = fns[k]
+            one[k].append(measure_latency(f, waves[:1], warmup=0, repeats=1)["median_ms"])
+            many[k].append(measure_latency(f, waves, warmup=0, repeats=1)["median_ms"] / len(waves))
+    return {k: {"batch1_ms": float(np.median(one[k])), "batched_ms": float(np.median(many[k]))} for k in fns}
