@@ -36,7 +36,7 @@ from .share import command as share_command
 from .similarity import command as analyze_command
 from .study import command as study_command
 
-SYNTH_SETS = ("synth-commands", "synth-sentences")
+SYNTH_SETS = ("synth-commands", "synth-sentences", "synth-translate")
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:
@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     ok = False  # set once the command returned: only then do all ranks meet before leaving
     try:
         set_threads(ns.threads)
+        if ns.quiet:  # transformers' own bars (loading and writing weights) too
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         with pickle_allowed(getattr(ns, "allow_pickle", False)):
             code = int(COMMANDS[ns.cmd].run(ns) or 0)
         ok = True

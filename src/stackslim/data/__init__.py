@@ -38,7 +38,8 @@ from .datasets import (
     write_manifest,
 )
 from .pool import unlabelled_clips
-from .synth import COMMAND_WORDS, build, synth_main
+from .synth import COMMAND_WORDS, TRANSLATE_VOICES, build, synth_main
+from .translate_sentences import LANGUAGES, check_translation_rows, translation_pairs
 from .tts import CLEAR_VOICES, COMMAND_VOICES, STYLES, Voice
 
 __all__ = [
@@ -68,6 +69,10 @@ __all__ = [
     "CLEAR_VOICES",
     "COMMAND_VOICES",
     "COMMAND_WORDS",
+    "LANGUAGES",
+    "TRANSLATE_VOICES",
+    "check_translation_rows",
+    "translation_pairs",
     "STYLES",
     "Voice",
     "build",

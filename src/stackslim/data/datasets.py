@@ -21,7 +21,7 @@ from .audio import AUDIO_EXTENSIONS, Wave, read_audio
 from .synth import MANIFEST
 from .synth import build as build_synth
 
-SYNTH_NAMES = ("synth-commands", "synth-sentences")
+SYNTH_NAMES = ("synth-commands", "synth-sentences", "synth-translate")
 REQUIRED_COLUMNS = ("path", "label")
 
 

@@ -9,6 +9,11 @@
   :data:`~stackslim.data.sentences.EVAL_SENTENCES` spoken by flite ``rms``, ``slt`` and ``awb``
   (the voices Whisper transcribes best); ``split=pool``: other template sentences by all voices,
   for distillation. Manifest columns: path, label (transcript), speaker, split.
+- ``synth-translate``: the German, French and Spanish sentences of
+  :mod:`~stackslim.data.translate_sentences` with their English references, each spoken by three
+  espeak-ng voices of its language (:data:`TRANSLATE_VOICES`), split by sentence (every 5th
+  sentence ``eval``). Manifest columns: path, label (= source_text), language, source_text,
+  reference_en, speaker, split.
 
 A build writes into ``<out>.partial-<pid>`` and renames it to ``<out>`` only when complete, so a
 killed build never looks finished; an existing ``<out>/manifest.csv`` means "built" and is kept.
@@ -35,6 +40,7 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE, peak_normalize, trim_silence, write_wav
 from ..errors import DataError
 from .sentences import EVAL_SENTENCES, pool_sentences
+from .translate_sentences import LANGUAGES, translation_pairs
 from .tts import CLEAR_VOICES, COMMAND_VOICES, STYLES, Voice, check_tools, needs_sox, synthesize
 
 COMMAND_WORDS = (
@@ -43,6 +49,19 @@ COMMAND_WORDS = (
 ).split()
 
 
+# espeak-ng voices per language of synth-translate: the language's own voice and two variants.
+TRANSLATE_VOICES: dict[str, tuple[Voice, ...]] = {
+    lang: tuple(Voice(f"espeak-{lang}" + (f"-{var}" if var else ""), "espeak",
+                      lang + (f"+{var}" if var else ""), pitch)
+                for var, pitch in (("", 50), ("m3", 45), ("f2", 60)))
+    for lang in LANGUAGES
+}
+HEADERS = {
+    "synth-commands": ("path", "label", "speaker", "style"),
+    "synth-sentences": ("path", "label", "speaker", "split"),
+    "synth-translate": ("path", "label", "language", "source_text", "reference_en", "speaker",
+                        "split"),
+}
 MANIFEST = "manifest.csv"  # a data set folder's manifest (datasets.from_csv reads it)
 DEFAULT_RENDITIONS = 2
 DEFAULT_COMMAND_CLIPS = len(COMMAND_WORDS) * len(COMMAND_VOICES) * len(STYLES) * DEFAULT_RENDITIONS
@@ -143,6 +162,19 @@ def sentence_jobs(n_pool: int, seed: int = 0, n_eval: int | None = None) -> list
     return jobs
 
 
+def translate_jobs(n_sentences: int | None = None) -> list[Job]:
+    """Every sentence of each language (the first ``n_sentences``) by each voice of it, neutral."""
+    jobs = []
+    for lang in LANGUAGES:
+        for pair in translation_pairs(lang, n_sentences):
+            for v in TRANSLATE_VOICES[lang]:
+                rel = f"{lang}/{v.id}/{pair.index:04d}.wav"
+                row = (rel, pair.source_text, lang, pair.source_text, pair.reference_en, v.id,
+                       pair.split)
+                jobs.append(Job(pair.source_text, v, "neutral", 1.0, 1.0, 0.0, rel, row))
+    return jobs
+
+
 def _run_jobs(
     jobs: list[Job], folder: Path, make: Callable[[Job, Path], np.ndarray], workers: int, desc: str
 ) -> list[float]:
@@ -200,10 +232,11 @@ def build(
     """Build a synthetic data set into ``out_dir`` (skipped when it is already complete).
 
     Args:
-        name: ``synth-commands`` or ``synth-sentences``.
+        name: ``synth-commands``, ``synth-sentences`` or ``synth-translate``.
         out_dir: the data set's folder; ``manifest.csv`` in it marks a finished build.
         n_clips: synth-commands: number of clips (default 6300: every word × voice × style
-            twice); synth-sentences: number of pool clips (default 600).
+            twice); synth-sentences: number of pool clips (default 600); synth-translate: the
+            first ``n_clips`` sentences of each language (default all).
         seed: seed of the jitter, placement and order; the same seed gives the same files.
         workers: parallel text-to-speech processes.
         n_eval: synth-sentences only: use the first ``n_eval`` evaluation sentences (default all).
@@ -223,14 +256,15 @@ def build(
         )
     if name == "synth-commands":
         n = DEFAULT_COMMAND_CLIPS if n_clips is None else int(n_clips)
-        jobs, extra_col = command_jobs(n, seed), "style"
-        make = _command_clip
+        jobs, make = command_jobs(n, seed), _command_clip
     elif name == "synth-sentences":
         n = DEFAULT_POOL_CLIPS if n_clips is None else int(n_clips)
-        jobs, extra_col, make = sentence_jobs(n, seed, n_eval), "split", _sentence_clip
+        jobs, make = sentence_jobs(n, seed, n_eval), _sentence_clip
+    elif name == "synth-translate":
+        jobs, make = translate_jobs(n_clips), _sentence_clip
     else:
         raise DataError(
-            f"unknown synthetic data set {name!r} (choose synth-commands or synth-sentences)"
+            f"unknown synthetic data set {name!r} (choose {', '.join(HEADERS)})"
         )
     if not jobs:
         raise DataError(f"{name}: n_clips must be >= 1")
@@ -265,7 +299,7 @@ def build(
         (partial / "build.json").write_text(json.dumps(info, indent=2))
         with open(partial / MANIFEST, "w", newline="", encoding="utf-8") as fh:  # last: the marker
             w = csv.writer(fh)
-            w.writerow(["path", "label", "speaker", extra_col])
+            w.writerow(HEADERS[name])
             w.writerows(j.row for j in jobs)
         if out.is_dir():
             out.rmdir()  # empty (checked above); rename cannot replace a folder with files

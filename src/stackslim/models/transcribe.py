@@ -7,7 +7,9 @@ precomputed elsewhere (a pruned, mimicked or shared encoder), so WER measures th
 Decoding is greedy, without timestamps, with our own loop over the HF decoder and its KV cache
 (no `generate`: its Whisper path cannot take encoder states of any length and moves between
 transformers releases). Prompt: ``<|startoftranscript|> <|notimestamps|>`` for English-only
-models, ``<|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>`` for multilingual ones.
+models, ``<|startoftranscript|> <|LANG|> <|TASK|> <|notimestamps|>`` for multilingual ones, with
+LANG the spoken language (default ``en``) and TASK ``transcribe`` (same-language text, the
+default) or ``translate`` (English text).
 """
 from __future__ import annotations
 
@@ -120,8 +122,24 @@ def encode_audio(model, waves: Sequence[np.ndarray], pad_to_30s: bool = True
     return states, lengths
 
 
-def prompt_ids(model, tokenizer) -> tuple[list[int], int]:
-    """Decoder prompt and end-of-text id, from the tokenizer's own vocabulary."""
+TASKS = ("transcribe", "translate")
+
+
+def prompt_ids(model, tokenizer, language: str | None = None, task: str = "transcribe"
+               ) -> tuple[list[int], int]:
+    """Decoder prompt and end-of-text id, from the tokenizer's own vocabulary.
+
+    Args:
+        language: the spoken language's Whisper code (``de``, ``fr``, ...); None means ``en``.
+        task: ``transcribe`` (text in the spoken language) or ``translate`` (English text).
+
+    Raises:
+        EncoderError: an unknown task or language, or a language other than English or the
+            translate task asked of an English-only model (it has no such tokens).
+    """
+    if task not in TASKS:
+        raise EncoderError(f"unknown task {task!r} (choose {' or '.join(TASKS)})")
+
     def tid(key: str) -> int | None:
         return tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[key])
 
@@ -129,7 +147,17 @@ def prompt_ids(model, tokenizer) -> tuple[list[int], int]:
     multilingual = getattr(model.generation_config, "is_multilingual", None)
     if multilingual is None:
         multilingual = model.config.vocab_size >= 51865  # English-only models have 51864
-    prompt = [sot, tid("en"), tid("transcribe"), nts] if multilingual else [sot, nts]
+    lang = language or "en"
+    if not multilingual:
+        if task != "transcribe" or lang != "en":
+            raise EncoderError(f"an English-only Whisper model cannot {task} {lang!r} speech: "
+                               "use a multilingual one (e.g. whisper-base)")
+        prompt = [sot, nts]
+    else:
+        lang_id = tokenizer.convert_tokens_to_ids(f"<|{lang}|>")
+        if lang_id is None or lang_id == eot or lang_id == tokenizer.unk_token_id:
+            raise EncoderError(f"unknown language {lang!r}: not a Whisper language code")
+        prompt = [sot, lang_id, tid(task), nts]
     if eot is None or any(i is None or i == eot for i in prompt):  # unknown tokens map to eot
         raise EncoderError("the tokenizer lacks Whisper's special tokens")
     return prompt, eot
@@ -175,8 +203,9 @@ def greedy_decode(model, states: torch.Tensor, prompt: list[int], eot: int,
 @torch.inference_mode()
 def transcribe(model, tokenizer, waves: Sequence[np.ndarray] | None = None,
                encoder_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
-               batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
-    """Greedy English transcripts of 16 kHz clips, or of precomputed encoder outputs.
+               batch_size: int = 8, max_new_tokens: int = MAX_NEW_TOKENS,
+               language: str | Sequence[str] | None = None, task: str = "transcribe") -> list[str]:
+    """Greedy transcripts (or English translations) of 16 kHz clips, or of encoder outputs.
 
     Args:
         model: WhisperForConditionalGeneration (its decoder is used; its encoder too unless
@@ -186,12 +215,14 @@ def transcribe(model, tokenizer, waves: Sequence[np.ndarray] | None = None,
         encoder_states: instead of waves, (B, T, D) encoder outputs after the final norm, or a
             list of (T_i, D) tensors of any lengths (decoded in groups of equal length).
         batch_size: clips decoded together.
+        language: the spoken language (a Whisper code), one for all clips or one per clip;
+            None: English.
+        task: ``transcribe`` (default) or ``translate`` (into English; multilingual models).
 
     Returns:
         One stripped transcript per clip.
     """
     model.eval()
-    prompt, eot = prompt_ids(model, tokenizer)
     if (waves is None) == (encoder_states is None):
         raise EncoderError("transcribe: give either waves or encoder_states")
     given = encoder_states is not None
@@ -206,13 +237,20 @@ def transcribe(model, tokenizer, waves: Sequence[np.ndarray] | None = None,
             raise EncoderError(f"encoder_states: expected (T, {d}) per clip")
     else:
         items = as_waves(waves)
+    langs = [language] * len(items) if language is None or isinstance(language, str) \
+        else list(language)
+    if len(langs) != len(items):
+        raise EncoderError(f"transcribe: {len(langs)} languages for {len(items)} clips")
+    prompts = {lang: prompt_ids(model, tokenizer, lang, task) for lang in dict.fromkeys(langs)}
     p = next(model.parameters())
     texts = [""] * len(items)
-    # Group equal lengths so a batch needs no padding (the decoder has no cross-attn mask).
-    groups: dict[int, list[int]] = {}
+    # Group equal lengths (a batch then needs no padding: the decoder has no cross-attn mask)
+    # and equal languages (one prompt per batch).
+    groups: dict[tuple, list[int]] = {}
     for i, it in enumerate(items):
-        groups.setdefault(it.shape[0] if given else 0, []).append(i)
-    for idx in groups.values():
+        groups.setdefault((it.shape[0] if given else 0, langs[i]), []).append(i)
+    for (_, lang), idx in groups.items():
+        prompt, eot = prompts[lang]
         for b in range(0, len(idx), batch_size):
             chunk = idx[b: b + batch_size]
             if given:
