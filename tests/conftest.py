@@ -72,3 +72,27 @@ def torchrun():
                               env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def sentence_cache(tmp_path_factory):
+    """A stackslim cache folder whose `synth-sentences` is tiny (2 eval sentences × 3 clear
+    voices, 8 pool clips; built offline in about a second) and whose `models/` is the real
+    cache's (the bundled Whisper models are converted there once). Point STACKSLIM_CACHE at it
+    (`sentences_env`) to run WER and `--unlabelled synth-sentences` on it."""
+    from stackslim.data import synth
+    from stackslim.data.datasets import default_cache_dir
+
+    cache = tmp_path_factory.mktemp("cache")
+    models = default_cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (cache / "models").symlink_to(models, target_is_directory=True)
+    synth.build("synth-sentences", cache / "data" / "synth-sentences", n_clips=8, n_eval=2, workers=2)
+    return cache
+
+
+@pytest.fixture
+def sentences_env(sentence_cache, monkeypatch):
+    """STACKSLIM_CACHE set to `sentence_cache` for one test; returns the folder."""
+    monkeypatch.setenv("STACKSLIM_CACHE", str(sentence_cache))
+    return sentence_cache
