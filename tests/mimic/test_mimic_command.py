@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from stackslim.cli import main
 from stackslim.mimic import MimicConfig, MimicModel, mimic
+
+from mimichelpers import saved_model_accuracy
 
 FAST = ["--epochs", "2", "--task-epochs", "2", "--head-epochs", "2", "--hidden", "16",
         "--latency-batch", "2", "--latency-repeats", "1", "--quiet"]
@@ -26,7 +29,9 @@ def test_cli_writes_results_and_model(tone_data, tmp_path, capsys):
     for side in ("teacher", "mimic"):
         assert res[side]["params"] > res[side]["params_stack"] > 0
         assert res[side]["bytes"] > 0 and res[side]["latency"]["batch1_ms"] > 0
-        assert 0 <= res[side]["accuracy"] <= 1
+    # what it reports is what the saved model does, and the capacity is their ratio
+    assert res["mimic"]["accuracy"] == pytest.approx(saved_model_accuracy(out / "model", tone_data))
+    assert res["capacity"] == pytest.approx(res["mimic"]["accuracy"] / res["teacher"]["accuracy"])
     assert res["mimic"]["params_stack"] < res["teacher"]["params_stack"]
     assert res["ratios"]["params_stack"] > 1
     assert json.loads((out / "config.json").read_text())["command"] == "mimic"
