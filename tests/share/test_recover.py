@@ -29,15 +29,22 @@ def test_recovery_brings_the_student_closer(tone_data):
     assert last_state_error(student, train) < 0.5 * before
     # with the teacher's head: task loss on top, the head stays frozen and is given back
     frozen = [p.detach().clone() for p in head.parameters()]
+    initial = student_accuracy(student, head, val, task.y("validation"))  # the converted student
     log = recover(student, train, TrainConfig(epochs=1, batch_size=4, lr=1e-4), states="last",
                   head=head, labels=task.y("train"), val_cache=val, val_labels=task.y("validation"),
                   task_weight=0.1, progress=False)
-    assert len(log.train.val_score) == 1 and 0.0 <= log.initial_score <= 1.0
+    assert len(log.train.val_score) == 1 and log.initial_score == initial
     assert [p["accuracy"] for p in log.val_parts] == [log.initial_score, *log.train.val_score]
     assert all(torch.equal(a, b) for a, b in zip(frozen, head.parameters()))
     assert all(p.requires_grad for p in head.parameters())
     best = max(log.initial_score, log.train.val_score[0])
     assert student_accuracy(student, head, val, task.y("validation")) == best
+    # without a head the score is −(last-state error): the converted student's first
+    err0 = last_state_error(student, val)
+    log = recover(student, train, TrainConfig(epochs=1, batch_size=4, lr=1e-3), states="last",
+                  val_cache=val, progress=False)
+    assert log.initial_score == -err0 and log.val_parts[0] == {"last_error": err0}
+    assert last_state_error(student, val) == min(err0, -log.train.val_score[0])
 
 
 def test_share_command_end_to_end(tone_data, tmp_path, capsys):
