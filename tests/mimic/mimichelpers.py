@@ -6,12 +6,12 @@ import torch
 from stackslim.mimic import MimicModel
 
 
-def saved_model_accuracy(model_dir, data) -> float:
+def saved_model_accuracy(model_dir, data, task: str = "word") -> float:
     """Reference: accuracy of the saved mimic model, run on the test split's waves in this
     process (the split `mimic` makes with its default seed)."""
     from stackslim.heads import prepare_task
 
-    task = prepare_task(data, "word", seed=0)
+    task = prepare_task(data, task, seed=0)
     model = MimicModel.load(model_dir)
     waves = [task.dataset.load(i) for i in task.splits["test"]]
     with torch.no_grad():

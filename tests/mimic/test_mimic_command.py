@@ -66,3 +66,19 @@ def test_bad_input_exits_2_with_one_line(tone_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--unlabelled" in err and "nowhere" in err and "\n" not in err
     assert not (tmp_path / "d").exists()  # failed before writing anything
+
+
+def test_speaker_task(tone_data, tmp_path):
+    """--task speaker: speakers are the classes, the splits hold different words."""
+    from stackslim.heads import prepare_task
+
+    out = tmp_path / "spk"
+    assert main(["mimic", "random:wav2vec2", str(tone_data), "--out", str(out), "--task", "speaker",
+                 *FAST, "--task-epochs", "12"]) == 0
+    res = json.loads((out / "mimic.json").read_text())
+    task = prepare_task(str(tone_data), "speaker", seed=0)
+    assert res["task"] == json.loads(json.dumps(task.describe())) and res["task"]["classes"] == 6
+    words = {p: {task.dataset.clips[i].label for i in idx} for p, idx in task.splits.items()}
+    assert words["train"].isdisjoint(words["test"]) and words["train"].isdisjoint(words["validation"])
+    assert MimicModel.load(out / "model").class_names == [f"spk{s}" for s in range(6)]
+    assert res["mimic"]["accuracy"] == pytest.approx(saved_model_accuracy(out / "model", tone_data, "speaker"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from stackslim.cli import main
@@ -73,3 +74,26 @@ def test_share_command_bad_input(tone_data, tmp_path, capsys):
     assert rc == 2
     assert "rank 100" in capsys.readouterr().err
     torch.set_grad_enabled(True)
+
+
+def test_share_speaker_task(tone_data, tmp_path):
+    """--task speaker: the teacher's head and the accuracies are over speakers."""
+    out = tmp_path / "spk"
+    assert main(["share", "random:wav2vec2", str(tone_data), "--out", str(out), "--task", "speaker",
+                 "--group", "2", "--rank", "4", "--recover-epochs", "1", "--head-epochs", "5",
+                 "--latency-clips", "0", "--batch-size", "8"]) == 0
+    res = json.loads((out / "share.json").read_text())
+    task = prepare_task(str(tone_data), "speaker", seed=0)
+    assert res["task"] == json.loads(json.dumps(task.describe())) and res["task"]["classes"] == 4
+    assert res["config"]["task"] == "speaker"
+    words = {p: {task.dataset.clips[i].label for i in idx} for p, idx in task.splits.items()}
+    assert words["train"].isdisjoint(words["test"])
+    # the teacher's accuracy: a speaker head on the teacher's states of words it never saw
+    teacher = load_encoder("random:wav2vec2")
+    train, val = (task.cache(teacher, p, progress=False) for p in ("train", "validation"))
+    head, _ = fit_head(train, task.y("train"), val, task.y("validation"), task.num_classes,
+                       TrainConfig(epochs=5, seed=0), progress=False)
+    from stackslim.heads import accuracy
+
+    test = task.cache(teacher, "test", progress=False)
+    assert res["teacher"]["accuracy"] == pytest.approx(accuracy(head, test, task.y("test")))
