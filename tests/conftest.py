@@ -15,6 +15,18 @@ def _quiet_threads():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    on a loaded 2-core machine two threads made these tests 10 to 40 times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def waves():
     """Three clips of noise-like audio of different lengths (16 kHz, float32)."""

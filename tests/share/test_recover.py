@@ -13,6 +13,8 @@ from stackslim.share import load_shared, to_residual
 from stackslim.share.recover import distill_cache, last_state_error, recover, student_accuracy
 from stackslim.train import TrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_recovery_brings_the_student_closer(tone_data):
     teacher = load_encoder("random:wav2vec2")

@@ -21,8 +21,11 @@ def _config(d: int = 32) -> WhisperConfig:
                          bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
-def scratch_run(tone_data):
+def scratch_run(one_thread, tone_data):
     task = prepare_task(str(tone_data), "word", seed=0)
     waves = {p: [task.dataset.load(i) for i in task.splits[p]] for p in ("train", "validation", "test")}
     enc = from_config(_config(), groups=2, rank=2, diag=True, share_norms=True)

@@ -19,6 +19,7 @@ from stackslim.share import to_residual
 from stackslim.share.evaluate import load_tokenizer, pad_silence, sentence_clips, whisper_wer
 
 MODEL = "whisper-tiny.en"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hf_states(whisper, waves) -> list[torch.Tensor]:
@@ -29,7 +30,7 @@ def _hf_states(whisper, waves) -> list[torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def tiny_en():
+def tiny_en(one_thread):
     """(the encoder adapter, the Whisper model with its decoder, the tokenizer)."""
     whisper, tok = load_tokenizer(MODEL)
     assert whisper is not None, tok

@@ -10,10 +10,11 @@ import pytest
 from stackslim.cli import main
 
 MODEL = "whisper-tiny.en"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def whisper_study(tone_data, sentence_cache, tmp_path_factory):
+def whisper_study(one_thread, tone_data, sentence_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("study-tiny-en")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STACKSLIM_CACHE", str(sentence_cache))
