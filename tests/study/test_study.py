@@ -13,11 +13,13 @@ from stackslim.mimic import MimicModel
 from stackslim.models import load_encoder
 from stackslim.share import load_shared
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SECTIONS = ("analyze", "prune", "mimic", "share", "compare", "config", "versions")
 
 
 @pytest.fixture(scope="module")
-def study_dir(tone_data, tmp_path_factory):
+def study_dir(one_thread, tone_data, tmp_path_factory):
     """A quick study, run in two invocations: stopped after `prune`, then resumed."""
     out = tmp_path_factory.mktemp("study")
     args = ["study", "random:wav2vec2", str(tone_data), "--quick", "--out", str(out),
