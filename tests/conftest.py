@@ -16,6 +16,18 @@ def _quiet_threads():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    on a loaded 2-core machine two threads made these tests 10 to 40 times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def waves():
     """Three clips of noise-like audio of different lengths (16 kHz, float32)."""
@@ -47,3 +59,27 @@ def torchrun():
                               env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def sentence_cache(tmp_path_factory):
+    """A stackslim cache folder whose `synth-sentences` is tiny (2 eval sentences × 3 clear
+    voices, 8 pool clips; built offline in about a second) and whose `models/` is the real
+    cache's (the bundled Whisper models are converted there once). Point STACKSLIM_CACHE at it
+    (`sentences_env`) to run WER and `--unlabelled synth-sentences` on it."""
+    from stackslim.data import synth
+    from stackslim.data.datasets import default_cache_dir
+
+    cache = tmp_path_factory.mktemp("cache")
+    models = default_cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (cache / "models").symlink_to(models, target_is_directory=True)
+    synth.build("synth-sentences", cache / "data" / "synth-sentences", n_clips=8, n_eval=2, workers=2)
+    return cache
+
+
+@pytest.fixture
+def sentences_env(sentence_cache, monkeypatch):
+    """STACKSLIM_CACHE set to `sentence_cache` for one test; returns the folder."""
+    monkeypatch.setenv("STACKSLIM_CACHE", str(sentence_cache))
+    return sentence_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,31 @@ def test_synth_main(tmp_path, capsys):
     assert "3 clips" in capsys.readouterr().out
     assert synth.synth_main("synth-commands", tmp_path / "c", n_clips=3) == 0
     assert "already built" in capsys.readouterr().out
+
+
+@needs_tts
+def test_data_synth_through_the_cli(tmp_path, capsys):
+    from stackslim.cli import main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["data", "synth", "synth-commands", str(a), "--n-clips", "4", "--seed", "1"]) == 0
+    ds = load_dataset(a)
+    assert len(ds) == 4 and {c.label for c in ds.clips} == set(synth.COMMAND_WORDS[:4])
+    assert json.loads((a / "build.json").read_text())["seed"] == 1
+    # the same seed gives the same files; a rerun keeps the finished build
+    assert main(["data", "synth", "synth-commands", str(b), "--n-clips", "4", "--seed", "1"]) == 0
+    for c in ds.clips:
+        rel = Path(c.path).relative_to(a)
+        assert (b / rel).read_bytes() == (a / rel).read_bytes(), rel
+    stamp = (a / "manifest.csv").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["data", "synth", "synth-commands", str(a), "--n-clips", "9"]) == 0
+    assert "already built" in capsys.readouterr().out
+    assert (a / "manifest.csv").stat().st_mtime_ns == stamp and len(load_dataset(a)) == 4
+    # a folder that holds something else: one line, exit 2, nothing written
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("mine")
+    assert main(["data", "synth", "synth-commands", str(tmp_path / "busy"), "--n-clips", "2"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("stackslim")]
+    assert len(err) == 1 and "holds no manifest.csv" in err[0]
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["x.txt"]

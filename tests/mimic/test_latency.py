@@ -1,4 +1,4 @@
-"""models/latency.py: the shared latency and size helpers."""
+"""evaluate/latency.py: the shared latency and size helpers."""
 from __future__ import annotations
 
 import time

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from stackslim.cli import main
 from stackslim.mimic import MimicConfig, MimicModel, run
+
+from mimichelpers import saved_model_accuracy
 
 FAST = ["--epochs", "2", "--task-epochs", "2", "--head-epochs", "2", "--hidden", "16",
         "--latency-batch", "2", "--latency-repeats", "1", "--quiet"]
@@ -15,7 +18,7 @@ FAST = ["--epochs", "2", "--task-epochs", "2", "--head-epochs", "2", "--hidden",
 def test_cli_writes_results_and_model(tone_data, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["mimic", "random:wav2vec2", str(tone_data), "--out", str(out), "--layers", "2",
-               "--unlabelled", str(tone_data), "--max-unlabelled", "4", *FAST])
+               "--unlabelled", str(tone_data), "--max-unlabelled", "4", *FAST, "--task-epochs", "12"])
     assert rc == 0
     printed = capsys.readouterr().out
     for what in ("parameters (stack)", "bytes on disk", "ms/clip, batch 1", "capacity"):
@@ -26,7 +29,9 @@ def test_cli_writes_results_and_model(tone_data, tmp_path, capsys):
     for side in ("teacher", "mimic"):
         assert res[side]["params"] > res[side]["params_stack"] > 0
         assert res[side]["bytes"] > 0 and res[side]["latency"]["batch1_ms"] > 0
-        assert 0 <= res[side]["accuracy"] <= 1
+    # what it reports is what the saved model does, and the capacity is their ratio
+    assert res["mimic"]["accuracy"] == pytest.approx(saved_model_accuracy(out / "model", tone_data))
+    assert res["capacity"] == pytest.approx(res["mimic"]["accuracy"] / res["teacher"]["accuracy"])
     assert res["mimic"]["params_stack"] < res["teacher"]["params_stack"]
     assert res["ratios"]["params_stack"] > 1
     assert json.loads((out / "config.json").read_text())["command"] == "mimic"
@@ -61,3 +66,19 @@ def test_bad_input_exits_2_with_one_line(tone_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--unlabelled" in err and "nowhere" in err and "\n" not in err
     assert not (tmp_path / "d").exists()  # failed before writing anything
+
+
+def test_speaker_task(tone_data, tmp_path):
+    """--task speaker: speakers are the classes, the splits hold different words."""
+    from stackslim.heads import prepare_task
+
+    out = tmp_path / "spk"
+    assert main(["mimic", "random:wav2vec2", str(tone_data), "--out", str(out), "--task", "speaker",
+                 *FAST, "--task-epochs", "12"]) == 0
+    res = json.loads((out / "mimic.json").read_text())
+    task = prepare_task(str(tone_data), "speaker", seed=0)
+    assert res["task"] == json.loads(json.dumps(task.describe())) and res["task"]["classes"] == 6
+    words = {p: {task.dataset.clips[i].label for i in idx} for p, idx in task.splits.items()}
+    assert words["train"].isdisjoint(words["test"]) and words["train"].isdisjoint(words["validation"])
+    assert MimicModel.load(out / "model").class_names == [f"spk{s}" for s in range(6)]
+    assert res["mimic"]["accuracy"] == pytest.approx(saved_model_accuracy(out / "model", tone_data, "speaker"))

@@ -77,14 +77,17 @@ def test_delete_layers_and_reload_with_plain_transformers(family, drop, waves, t
     small = enc.without_layers(drop)
     assert small.num_layers == enc.num_layers - len(drop)
     assert enc.num_layers == 4  # the original is untouched
-    # the kept layers compute what they computed before
-    full = enc.hidden_states(waves[:1])
+    # the kept layers compute what they computed before: new layer j on the original's input of
+    # old layer kept[j] gives the original's output of that layer (states before the final norm)
+    full = enc.hidden_states(waves[:2], final_norm=False)
     kept = [i for i in range(enc.num_layers) if i not in drop]
-    if kept[0] == 0:
-        h = full.states[1]
-        ctx = small.stack_context(h, full.lengths)
-        if len(kept) > 1 and kept[1] == 1:
-            torch.testing.assert_close(small.run_layer(1, h, ctx), full.states[2])
+    assert len(kept) == small.num_layers
+    ctx = small.stack_context(full.states[0], full.lengths)  # in order: WavLM threads its bias
+    mask = full.mask()
+    for j, old in enumerate(kept):
+        with torch.no_grad():
+            out = small.run_layer(j, full.states[old], ctx)
+        torch.testing.assert_close(out[mask], full.states[old + 1][mask], atol=1e-5, rtol=1e-4)
     before = small.hidden_states(waves).states[-1]
     small.save(tmp_path / "m")
     again = load_encoder(tmp_path / "m")

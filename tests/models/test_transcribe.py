@@ -201,8 +201,8 @@ def _flite_clips() -> tuple[np.ndarray, ...]:
 
 @pytest.mark.real
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed")
-@pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
-def test_real_whisper_wer_on_flite_sentences(name):
+@pytest.mark.parametrize("name, max_wer", [("whisper-tiny.en", 0.08), ("whisper-base", 0.05)])
+def test_real_whisper_wer_on_flite_sentences(name, max_wer):
     from transformers import WhisperTokenizer
 
     from stackslim.models.bundled import bundled_files
@@ -220,7 +220,7 @@ def test_real_whisper_wer_on_flite_sentences(name):
     print(f"\n{name}: WER {wer:.3f} on {len(waves)} flite sentences ({secs:.1f} s)")
     for r, h in zip(SENTENCES, hyps):
         print(f"  {r!r} -> {h!r}")
-    assert wer < 0.25
+    assert wer <= max_wer  # measured: 2.8% (2 of 72 words) and 0%: a several-fold regression fails
     assert transcribe(model, tok, waves[:1]) == hyps[:1]  # the waves path gives the same
     # HF's own generate agrees when driven by the GenerationConfig the conversion wrote
     kw = {"language": "en", "task": "transcribe"} if model.generation_config.is_multilingual else {}

@@ -49,7 +49,20 @@ def test_curves_start_at_the_teacher(pruned):
             assert c.test_accuracy[0] == t.test_accuracy, (s.name, variant)
             assert c.val_accuracy[0] == t.val_accuracy
             assert c.capacity()[0] == 1.0
-            assert 0 <= c.max_deletable(0.95) <= enc.num_layers - 1
+            # the largest k (not the first drop) whose accuracy keeps 95% of the teacher's
+            assert c.max_deletable(0.95) == max(k for k, a in enumerate(c.test_accuracy)
+                                                if a >= 0.95 * t.test_accuracy)
+            assert c.max_deletable(0.95, "validation") == max(
+                k for k, a in enumerate(c.val_accuracy) if a >= 0.95 * t.val_accuracy)
+
+
+def test_max_deletable_is_the_largest_k_that_keeps_the_threshold():
+    c = Curve(order=[1, 2, 3], variant="no_refit", val_accuracy=[0.5, 0.5, 0.1, 0.1],
+              test_accuracy=[0.8, 0.76, 0.5, 0.77])
+    assert c.capacity() == pytest.approx([1.0, 0.95, 0.625, 0.9625])
+    assert c.max_deletable(0.95) == 3  # k = 2 falls below, k = 3 is back above
+    assert c.max_deletable(0.96) == 3 and c.max_deletable(0.97) == 0
+    assert c.max_deletable(0.95, "validation") == 1
 
 
 def test_same_deleted_set_same_point(pruned):

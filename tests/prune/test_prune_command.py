@@ -34,7 +34,10 @@ def test_outputs(run_dir, capsys):
     for s in d["strategies"].values():
         for c in s["curves"].values():
             assert c["test_accuracy"][0] == d["teacher"]["test_accuracy"]
-            assert isinstance(c["max_deletable"], int)
+            # the largest k whose accuracy keeps the threshold times the teacher's, per split
+            acc, val = c["test_accuracy"], c["val_accuracy"]
+            assert c["max_deletable"] == max(k for k, a in enumerate(acc) if a >= 0.95 * acc[0] - 1e-9)
+            assert c["max_deletable_val"] == max(k for k, a in enumerate(val) if a >= 0.95 * val[0] - 1e-9)
     assert (run_dir / "pruning.png").stat().st_size > 10_000
     assert json.loads((run_dir / "config.json").read_text())["config"]["strategies"] == ["forward", "backward", "bi", "greedy"]
     assert (run_dir / "model" / "config.json").is_file() and (run_dir / "model" / "head.safetensors").is_file()
@@ -84,3 +87,42 @@ def test_no_save_model_removes_an_earlier_model(tones_dir, tmp_path, capsys):
     assert not (out / "model").exists()
     assert json.loads((out / "pruning.json").read_text())["removed_from_earlier_run"] == ["model/"]
     assert f"removed {out}/model/" in capsys.readouterr().out
+
+
+def _speaker_tones(root):
+    """3 words × 4 speakers × 3 takes of 0.3 s: a speaker is a strong tone of its own (its
+    'voice'), a word a weaker one, so that speakers can be told apart across words."""
+    from stackslim.data import Clip, load_dataset, write_manifest, write_wav
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4800) / 16000
+    clips = []
+    for w, fw in enumerate((2500.0, 3000.0, 3500.0)):
+        for s in range(4):
+            for r in range(3):
+                x = np.sin(2 * np.pi * (300.0 + 450.0 * s) * t) + 0.3 * np.sin(2 * np.pi * fw * t)
+                path = write_wav(root / f"w{w}_s{s}_{r}.wav",
+                                 (0.3 * x + 0.02 * rng.standard_normal(t.size)).astype(np.float32))
+                clips.append(Clip(path=path, label=f"w{w}", speaker=f"s{s}"))
+    write_manifest(root / "manifest.csv", clips)
+    return load_dataset(root)
+
+
+def test_speaker_task(tmp_path):
+    """--task speaker: speakers are the classes (of the saved head too), the splits hold
+    different words."""
+    tones = _speaker_tones(tmp_path / "data")
+    out = tmp_path / "spk"
+    assert main(["prune", "random:wav2vec2", str(tmp_path / "data"), "--out", str(out), "--task", "speaker",
+                 "--strategies", "backward"] + ARGS) == 0
+    d = json.loads((out / "pruning.json").read_text())
+    task = prepare_task(tones, "speaker", seed=0)
+    assert d["task"] == json.loads(json.dumps(task.describe())) and d["task"]["classes"] == 4
+    head = json.loads((out / "model" / "head.json").read_text())
+    assert head["classes"] == [f"s{i}" for i in range(4)] and head["task"] == "speaker"
+    assert d["teacher"]["test_accuracy"] > 0.5  # speakers told apart in words never trained on
+    words = {p: {tones.clips[i].label for i in idx} for p, idx in task.splits.items()}
+    assert words["train"].isdisjoint(words["test"]) and words["train"].isdisjoint(words["validation"])
+    assert load_file(str(out / "model" / "head.safetensors"))["classifier.weight"].shape[0] == 4
+    assert json.loads((out / "config.json").read_text())["task"] == "speaker"
+    assert head["num_classes"] == 4

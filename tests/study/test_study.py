@@ -9,12 +9,17 @@ import tempfile
 import pytest
 
 from stackslim.cli import main
+from stackslim.mimic import MimicModel
+from stackslim.models import load_encoder
+from stackslim.share import load_shared
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SECTIONS = ("analyze", "prune", "mimic", "share", "compare", "config", "versions")
 
 
 @pytest.fixture(scope="module")
-def study_dir(tone_data, tmp_path_factory):
+def study_dir(one_thread, tone_data, tmp_path_factory):
     """A quick study, run in two invocations: stopped after `prune`, then resumed."""
     out = tmp_path_factory.mktemp("study")
     args = ["study", "random:wav2vec2", str(tone_data), "--quick", "--out", str(out),
@@ -33,11 +38,35 @@ def test_every_section_is_there(study_dir):
         assert s in r, s
     kinds = {row["kind"] for row in r["compare"]["rows"]}
     assert {"teacher", "mimic", "shared"} <= kinds
-    teacher = r["compare"]["rows"][0]
+    rows = r["compare"]["rows"]
+    teacher = rows[0]
     assert teacher["variant"] == "teacher" and teacher["capacity"] == 1.0
-    for row in r["compare"]["rows"]:
-        assert row["params"] > 0 and row["bytes"] > 0 and row["batch1_ms"] > 0
-        assert 0.0 <= row["accuracy"] <= 1.0
+    enc = load_encoder("random:wav2vec2")
+    assert (teacher["params"], teacher["stack_params"]) == (enc.num_params(), enc.num_params(stack_only=True))
+    assert teacher["accuracy"] == r["prune"]["teacher"]["test_accuracy"]
+    for row in rows:  # the table's numbers are those of the steps and of the models they saved
+        assert row["bytes"] > 0 and row["batch1_ms"] > 0
+        assert row["stack_ratio"] == pytest.approx(row["stack_params"] / teacher["stack_params"])
+        assert row["speedup"] == pytest.approx(teacher["batch1_ms"] / row["batch1_ms"])
+        kind, _, name = row["variant"].partition(": ")
+        if kind == "mimic":
+            s = r["mimic"][name]
+            assert row["stack_params"] == MimicModel.load(s["model_dir"]).num_params("stack")
+        elif kind == "shared":
+            s = r["share"][name]
+            assert row["stack_params"] == load_shared(s["model_dir"]).size_report()["stack_params"]
+        elif kind == "pruned":
+            strategy = name.split(" (")[0].split("+")[0]
+            k = int(name.split("(−")[1].rstrip(")"))
+            curve = r["prune"]["strategies"][strategy]["no_refit"]
+            deleted = [i - 1 for i in r["prune"]["strategies"][strategy]["order"][:k]]
+            assert row["params"] == enc.without_layers(deleted).num_params()
+            assert (row["accuracy"], row["capacity"]) == (curve["test_accuracy"][k], curve["capacity"][k])
+            continue
+        else:
+            continue
+        assert (row["accuracy"], row["capacity"]) == (s["accuracy"], s["capacity"])
+        assert row["capacity"] == pytest.approx(s["accuracy"] / s["teacher_accuracy"])
 
 
 def test_resume_skips_finished_steps(study_dir):

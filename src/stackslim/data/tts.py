@@ -187,7 +187,7 @@ def synthesize(
     if needs_sox(voice, style, pitch):
         cents = 1200.0 * np.log2(pitch * STYLES[style].pitch)
         shifted = tmp.with_suffix(".pitch.wav")
-        _run(["sox", str(tmp), str(shifted), "pitch", f"{cents:.0f}"], what)
+        _run(["sox", "-R", str(tmp), str(shifted), "pitch", f"{cents:.0f}"], what)  # -R: no random dither
         os.replace(shifted, tmp)
     data, sr = sf.read(str(tmp), dtype="float32", always_2d=True)  # (T, C)
     tmp.unlink()
