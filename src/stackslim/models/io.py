@@ -149,8 +149,17 @@ def load_encoder(spec: str | os.PathLike, mode: str | None = None,
             from .ctranslate2 import ct2_to_hf_whisper
 
             return wrap_model(ct2_to_hf_whisper(path), name=path.name, mode=mode)
+        if (path / "stackslim_share.json").exists():  # SharedEncoder.save (ResidualTransformer)
+            from ..share.io import load_shared
+
+            return load_shared(path)
+        if (path / "mimic.json").exists():  # MimicModel.save: the mimic layers as the stack
+            from ..mimic.model import MimicModel
+
+            return MimicModel.load(path).as_encoder()
         if not (path / "config.json").exists():
-            raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 model.bin)")
+            raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 "
+                               f"model.bin, stackslim_share.json or mimic.json)")
         meta = json.loads((path / META).read_text()) if (path / META).exists() else {}
         model = _load_hf(str(path), allow_pickle=allow_pickle)
         enc = wrap_model(model, name=meta.get("name", path.name), mode=mode or meta.get("mode"),
@@ -176,3 +185,67 @@ def save_encoder(enc: Encoder, path: Path) -> None:
         (tmp / META).write_text(json.dumps(meta, indent=2))
         for f in getattr(enc, "extra_files", []):  # e.g. Whisper's tokenizer files
             shutil.copy(f, tmp / Path(f).name)
+        if not (tmp / "preprocessor_config.json").exists():
+            feature_extractor_of(enc).save_pretrained(tmp)  # AutoFeatureExtractor reads it
+
+
+def feature_extractor_of(enc: Encoder):
+    """The Hugging Face feature extractor that computes what `enc`'s front end reads.
+
+    Whisper: `WhisperFeatureExtractor` with the model's mel bins; wav2vec2 family:
+    `Wav2Vec2FeatureExtractor` (16 kHz, mono) normalising as the adapter does, with an
+    attention mask for layer-norm CNNs (the "large" layout), as the published checkpoints do.
+    """
+    from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    cfg = enc.model.config
+    if enc.family == "whisper":
+        return WhisperFeatureExtractor(feature_size=int(cfg.num_mel_bins), sampling_rate=16000)
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0,
+        do_normalize=bool(getattr(enc, "do_normalize", True)),
+        return_attention_mask=getattr(cfg, "feat_extract_norm", "group") == "layer")
+
+
+def assign_tensors(module: nn.Module, tensors: dict[str, torch.Tensor],
+                   aliases: dict[str, str] | None = None, requires_grad: bool = True) -> None:
+    """Put stored tensors into `module` (typically built on the meta device) without copying.
+
+    Every state-dict key of `module` is set to ``tensors[aliases.get(key, key)]``: one
+    nn.Parameter per *stored* tensor, so names that alias one tensor (a ResidualTransformer
+    group's W_shared) end up holding the same Parameter object, as when it was saved. Keys
+    missing from `tensors` are left as they are (the caller checks completeness).
+    Unlike ``load_state_dict(assign=True)``, which wraps each key in its own Parameter.
+    """
+    aliases = aliases or {}
+    made: dict[str, nn.Parameter] = {}
+    for key, old in module.state_dict(keep_vars=True).items():
+        name = aliases.get(key, key)
+        if name not in tensors:
+            continue
+        owner_name, _, leaf = key.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        if leaf in owner._parameters:
+            if name not in made:
+                made[name] = nn.Parameter(tensors[name], requires_grad=requires_grad)
+            owner._parameters[leaf] = made[name]
+        else:
+            owner._buffers[leaf] = tensors[name]
+
+
+def fill_meta(module: nn.Module) -> list[str]:
+    """Replace every tensor still on the meta device by zeros on CPU (the parts of a model
+    that were not stored because nothing runs them); returns their names."""
+    filled, made = [], {}
+    for key, t in module.state_dict(keep_vars=True).items():
+        if t.device.type != "meta":
+            continue
+        owner_name, _, leaf = key.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        z = torch.zeros(t.shape, dtype=t.dtype)
+        if leaf in owner._parameters:  # a tensor held under several names stays one
+            owner._parameters[leaf] = made.setdefault(id(t), nn.Parameter(z, requires_grad=t.requires_grad))
+        else:
+            owner._buffers[leaf] = z
+        filled.append(key)
+    return filled
