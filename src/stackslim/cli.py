@@ -65,7 +65,8 @@ def _register_optional() -> None:
     import importlib
 
     for module in ("stackslim.similarity.analyze", "stackslim.prune.command",
-                   "stackslim.mimic.command", "stackslim.share.command", "stackslim.study.command"):
+                   "stackslim.mimic.command", "stackslim.share.command", "stackslim.study.command",
+                   "stackslim.export.command"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

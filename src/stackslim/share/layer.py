@@ -56,7 +56,8 @@ class ResidualLinear(nn.Module):
         R = self.A @ self.B  # (d_out, d_in)
         if self.d is not None:
             k = self.d.shape[0]
-            R = R + F.pad(torch.diag(self.d), (0, self.in_features - k, 0, self.out_features - k))
+            eye = torch.eye(self.out_features, self.in_features, dtype=R.dtype, device=R.device)
+            R = R + eye * F.pad(self.d, (0, self.in_features - k))  # diag_k(d); exports to ONNX
         return R
 
     @property
