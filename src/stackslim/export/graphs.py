@@ -167,18 +167,19 @@ class EncoderGraph(nn.Module):
 
 
 def _transformer_mimic(layer: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """`TransformerMimic` through PyTorch's slow path (the fused fast path does not export)."""
+    """`TransformerMimic` (post-LN, ReLU) written out with shape-free reshapes: PyTorch's fused
+    fast path does not export, and its functional form traces the batch's sizes as constants."""
     t = layer.layer
     sa = t.self_attn
-    pad = ~valid_mask(lengths, x.shape[1])  # (B, T) True = padding
-    q = x.transpose(0, 1)  # (T, B, d): the functional form is sequence-first
-    a, _ = F.multi_head_attention_forward(
-        q, q, q, sa.embed_dim, sa.num_heads, sa.in_proj_weight, sa.in_proj_bias, None, None, False,
-        0.0, sa.out_proj.weight, sa.out_proj.bias, training=False, key_padding_mask=pad,
-        need_weights=False)
-    x = t.norm1(x + a.transpose(0, 1))
+    H = sa.num_heads
+    valid = valid_mask(lengths, x.shape[1])  # (B, T)
+    q, k, v = F.linear(x, sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)  # (B, T, d) each
+    q, k, v = (z.unflatten(-1, (H, -1)).transpose(1, 2) for z in (q, k, v))  # (B, H, T, d/H)
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=additive_key_mask(valid, x.dtype))
+    a = sa.out_proj(a.transpose(1, 2).flatten(2))  # (B, T, d)
+    x = t.norm1(x + a)
     x = t.norm2(x + t._ff_block(x))
-    return x.masked_fill(pad[..., None], 0.0)
+    return x.masked_fill(~valid[..., None], 0.0)
 
 
 class MimicGraph(nn.Module):
