@@ -33,7 +33,11 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, capsys):
     mimic = make_folder("mimic-linear", "whisper", tmp_path)
     _fails(["export", str(mimic), "--out", str(tmp_path / "o3"), "--format", "ct2"], capsys, "mimic")
     _fails(["export", str(w2v), "--out", str(tmp_path / "o4"), "--opset", "7"], capsys, "--opset")
-    assert not any(p.name.startswith((".o", "o")) for p in tmp_path.iterdir() if p.name != "file")
+    shared = make_folder("shared", "whisper", tmp_path)  # materialised for ct2, but no tokenizer
+    _fails(["export", str(shared), "--out", str(tmp_path / "o5"), "--format", "ct2"], capsys,
+           "no tokenizer.json")
+    assert not any(p.name.startswith((".o", "o")) for p in tmp_path.iterdir() if p.name != "file"), \
+        sorted(p.name for p in tmp_path.iterdir())
 
 
 def test_failed_parity_leaves_nothing_and_keeps_an_old_export(tmp_path):
