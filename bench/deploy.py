@@ -8,7 +8,10 @@ Variants, built once into ``--work`` with the library (reused by a rerun):
 - ``teacher``: the bundled whisper-base (a plain Hugging Face folder);
 - ``pruned``: the teacher without its 5th layer (`Encoder.without_layers`, saved);
 - ``shared``: `stackslim.share.to_residual` with groups of K = 3 layers, rank 16 (svd init, no
-  recovery: speed and memory do not depend on the values), saved in the compact format.
+  recovery: speed and memory do not depend on the values), saved in the compact format without
+  its decoder (``decoder=False``): the teacher's and the pruned model's decoders are
+  memory-mapped by `transformers` and never read by the encoder, so they take no memory; the
+  compact format reads what it stores, so a stored decoder would be counted for it alone.
 
 Each is exported with `stackslim.export.run` (ONNX + int8; its parity lands in the rows).
 Then every (variant, runtime) pair runs in a fresh process, one thread: load the model, run
@@ -16,8 +19,7 @@ the encoder on Whisper log-mel features of `--seconds` s clips (stackslim's unpa
 features prepared before timing) at batch 1 and batch 8, median of `--repeats` runs after a
 warm-up. PyTorch runs the library's traceable forward (`export.graphs.EncoderGraph`, what was
 exported). Peak memory above imports: the process's VmHWM after loading and running minus
-its VmHWM once the libraries are imported. PyTorch loads the whole Hugging Face model (the
-decoder too, for every variant, as `load_encoder` does); the ONNX files hold the encoder only.
+its VmHWM once the libraries are imported. The ONNX files hold the encoder only.
 Writes bench/results/deploy.json and bench/results/deploy.md.
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ def build(model: str, work: Path) -> dict[str, Path]:
             elif v == "pruned":
                 enc.without_layers([min(4, enc.num_layers - 1)]).save(path)
             else:
-                to_residual(enc, groups=3, rank=16).save(path)
+                to_residual(enc, groups=3, rank=16).save(path, decoder=False)
         if not (work / f"{v}-onnx" / "export.json").is_file():
             run(path, work / f"{v}-onnx", ExportConfig(format="onnx", int8=True, parity_clips=2))
     return folders
@@ -149,8 +151,9 @@ def main() -> None:
            "rows": rows}
     md = ["# Deployment: PyTorch vs onnxruntime (float, int8)", "",
           f"`{doc['command']}`: {args.model}, {args.seconds:g} s clips, 1 thread, median of "
-          f"{args.repeats}; a fresh process per row. PyTorch holds the whole HF model (decoder "
-          f"too); ONNX files hold the encoder.", "",
+          f"{args.repeats}; a fresh process per row. PyTorch: teacher and pruned "
+          f"memory-map the whole HF model (the decoder is never read), the shared folder holds the "
+          f"encoder only; ONNX files hold the encoder.", "",
           "| variant | runtime | load s | batch 1 ms | batch 8 ms | peak MiB above imports | file MB | max abs diff vs PyTorch | int8 rel. error |",
           "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, p="{:.2f}": "–" if v is None else p.format(v)  # noqa: E731

@@ -32,10 +32,12 @@ class ExportConfig:
                                                            "batch that checks parity at export"})
     tolerance: float = field(default=1e-4, metadata={"help": "largest absolute difference allowed "
                                                              "between the float export and PyTorch "
-                                                             "on valid frames"})
-    int8_tolerance: float = field(default=0.15, metadata={"help": "largest relative error "
-                                                                  "||int8 - float|| / ||float|| on "
-                                                                  "valid frames of the int8 model"})
+                                                             "on valid frames, times the largest "
+                                                             "output when that exceeds 1"})
+    int8_tolerance: float = field(default=0.25, metadata={"help": "largest relative error "
+                                                                  "||int8 - PyTorch|| / ||PyTorch|| "
+                                                                  "on valid frames of the int8 model "
+                                                                  "(whisper-base: about 0.12)"})
     seed: int = field(default=0, metadata={"help": "seed of the parity clips"})
 
     def __post_init__(self) -> None:

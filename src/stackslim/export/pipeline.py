@@ -133,7 +133,7 @@ def _onnx(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
 
     from .graphs import EncoderGraph, MimicGraph
     from .onnx import export_onnx, graph_inputs, initializer_stats, input_names, quantize_int8, run_onnx
-    from .parity import compare, parity_clips, reference, shared_copies
+    from .parity import bound, compare, parity_clips, reference, shared_copies
 
     enc = loaded.encoder
     if loaded.kind == "mimic":
@@ -154,9 +154,11 @@ def _onnx(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
                   reference="stackslim PyTorch forward (float32)")
     worst = None if parity["max_abs_diff"] is None else max(parity["max_abs_diff"],
                                                             parity.get("logits_max_abs_diff", 0.0))
-    if worst is None or worst > cfg.tolerance:
+    parity["bound"] = bound(parity, cfg.tolerance) if worst is not None else None
+    if worst is None or worst > parity["bound"]:
         raise ExportError(f"ONNX output differs from PyTorch by {worst} on valid frames or logits "
-                          f"(tolerance {cfg.tolerance:g}); nothing written")
+                          f"(bound {parity['bound']}: --tolerance {cfg.tolerance:g} × max(1, largest "
+                          f"output)); nothing written")
     graph = initializer_stats(tmp / "model.onnx")
     if loaded.kind == "shared":
         copies = shared_copies(loaded.model.shared_parameters(), tmp / "model.onnx")
@@ -190,7 +192,7 @@ def _onnx(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
 def _ct2(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
     from ..models.whisper import WhisperEncoderAdapter
     from .ct2 import convert_ct2, ct2_encode, hf_whisper_folder
-    from .parity import compare, parity_clips
+    from .parity import bound, compare, parity_clips
 
     enc = loaded.encoder
     if enc.family != "whisper":
@@ -224,9 +226,11 @@ def _ct2(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
     parity = compare(ref, [got, ref["lengths"]])
     parity.update(clips=len(clips), tolerance=cfg.tolerance, input="Hugging Face 30 s log-mel",
                   reference="Hugging Face encoder in PyTorch (float32)")
-    if parity["max_abs_diff"] > cfg.tolerance:
+    parity["bound"] = bound(parity, cfg.tolerance)
+    if parity["max_abs_diff"] > parity["bound"]:
         raise ExportError(f"CTranslate2 encoder differs from PyTorch by {parity['max_abs_diff']:.2e} "
-                          f"(tolerance {cfg.tolerance:g}); nothing written")
+                          f"(bound {parity['bound']:.2e}: --tolerance {cfg.tolerance:g} × max(1, "
+                          f"largest output)); nothing written")
     int8 = None
     if cfg.int8:
         q = compare(ref, [ct2_encode(tmp / "int8", feats.numpy()), ref["lengths"]])

@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -235,14 +236,18 @@ def assign_tensors(module: nn.Module, tensors: dict[str, torch.Tensor],
 
 def fill_meta(module: nn.Module) -> list[str]:
     """Replace every tensor still on the meta device by zeros on CPU (the parts of a model
-    that were not stored because nothing runs them); returns their names."""
+    that were not stored because nothing runs them, e.g. a decoder saved apart); returns their
+    names. The zeros take no resident memory until written (calloc'd pages)."""
     filled, made = [], {}
     for key, t in module.state_dict(keep_vars=True).items():
         if t.device.type != "meta":
             continue
         owner_name, _, leaf = key.rpartition(".")
         owner = module.get_submodule(owner_name) if owner_name else module
-        z = torch.zeros(t.shape, dtype=t.dtype)
+        try:  # numpy's zeros come from calloc: untouched pages stay out of resident memory
+            z = torch.from_numpy(np.zeros(tuple(t.shape), dtype=torch.empty(0, dtype=t.dtype).numpy().dtype))
+        except TypeError:  # a dtype numpy lacks (bfloat16)
+            z = torch.zeros(t.shape, dtype=t.dtype)
         if leaf in owner._parameters:  # a tensor held under several names stays one
             owner._parameters[leaf] = made.setdefault(id(t), nn.Parameter(z, requires_grad=t.requires_grad))
         else:
