@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_folder
+from exporthelpers import make_folder
 
 from stackslim.cli import main
 from stackslim.export import ExportConfig, ExportError, run

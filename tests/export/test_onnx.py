@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import make_folder
+from exporthelpers import make_folder
 
 from stackslim.export import ExportConfig, run
 from stackslim.export.onnx import graph_inputs
