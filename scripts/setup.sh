@@ -31,5 +31,5 @@ if ! $VPY -c "import torch" >/dev/null 2>&1; then
   $VPY -m pip install -q torch==2.13.0
 fi
 echo "[setup] installing stackslim and its dependencies"
-$VPY -m pip install -q -e ".[dev]"
+$VPY -m pip install -q -e ".[dev,export]"
 echo "[setup] done: $($VPY -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"

@@ -27,6 +27,7 @@ import torch
 from . import runtime
 from .data.synth import synth_main
 from .errors import StackslimError
+from .export import command as export_command
 from .mimic import command as mimic_command
 from .models import load_encoder
 from .models.safety import pickle_allowed
@@ -81,7 +82,7 @@ COMMANDS: dict[str, _Command] = dict([
     ("info", _Command(_info_args, _info_run)),
     ("data", _Command(_data_args, _data_run)),
     *(_from_module(m) for m in (analyze_command, prune_command, mimic_command, share_command,
-                                study_command)),
+                                study_command, export_command)),
 ])
 
 

@@ -124,5 +124,5 @@ def test_speaker_task(tmp_path):
     words = {p: {tones.clips[i].label for i in idx} for p, idx in task.splits.items()}
     assert words["train"].isdisjoint(words["test"]) and words["train"].isdisjoint(words["validation"])
     assert load_file(str(out / "model" / "head.safetensors"))["classifier.weight"].shape[0] == 4
-    assert json.loads((out / "config.json").read_text())["task"] == "speaker"
+    assert json.loads((out / "config.json").read_text())["config"]["task"] == "speaker"
     assert head["num_classes"] == 4

@@ -20,11 +20,11 @@ from stackslim.similarity.metrics import cosine, linear_cka, mutual_knn
 @pytest.mark.parametrize("name", ["cosine", "cka", "cka-unbiased", "mknn"])
 @pytest.mark.parametrize("eps", [0.0, 1e-12, 1e-6])
 def test_near_constant_representation(name, eps):
-    """Cosine compares rows one to one: always defined. CKA and mutual kNN centre the columns:
+    """Cosine compares rows one to one: always defined. CKA (and mutual kNN with center=True) centre the columns:
     a representation constant over the samples (up to round-off) is refused in one line; a real
     spread, however small, gives the value of that spread alone (the constant drops out)."""
     fn = {"cosine": cosine, "cka": linear_cka, "cka-unbiased": lambda a, b: linear_cka(a, b, unbiased=True),
-          "mknn": lambda a, b: mutual_knn(a, b, k=3)}[name]
+          "mknn": lambda a, b, center=False: mutual_knn(a, b, k=3, center=center)}[name]
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 6))
     c = rng.standard_normal((1, 6))
@@ -37,6 +37,8 @@ def test_near_constant_representation(name, eps):
         with pytest.raises(SimilarityError, match="constant over the samples") as e:
             fn(X, C)
         assert "\n" not in str(e.value)
+    elif name == "mknn":  # a constant offset moves uncentred neighbours; centred ones see the noise
+        assert float(fn(X, C, center=True)) == pytest.approx(float(fn(X, noise, center=True)), rel=1e-6)
     else:
         assert float(fn(X, C)) == pytest.approx(float(fn(X, noise)), rel=1e-6)
 

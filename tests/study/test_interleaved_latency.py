@@ -1,11 +1,11 @@
-"""`study.run.interleaved_latency`: variants timed round-robin, each round in a new seeded order,
+"""`evaluate.latency.interleaved_latency`: variants timed round-robin, each round in a new seeded order,
 medians per variant."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stackslim.study import run as study_run
+from stackslim.evaluate import latency as study_run
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from stackslim.study.config import QUICK, StudyConfig, parse_mimic, parse_share, preset
+from stackslim.study.config import QUICK, StudyConfig, StudyError, parse_mimic, parse_share, preset
 from stackslim.study.report import findings
 
 
@@ -29,13 +29,13 @@ def test_parse_share(spec, want):
 
 @pytest.mark.parametrize("spec", ["linear-1", "linear-one-512", "linear-1-512-x", ""])
 def test_parse_mimic_refuses(spec):
-    with pytest.raises(ValueError, match=f"mimic variant '{spec}': expected kind-layers-z"):
+    with pytest.raises(StudyError, match=f"--mimic-grid: variant '{spec}': expected kind-layers-z"):
         parse_mimic(spec)
 
 
 @pytest.mark.parametrize("spec", ["K3", "K3-16x", "Kx-r16", "K3-r16-extra", "blocks-rx"])
 def test_parse_share_refuses(spec):
-    with pytest.raises(ValueError, match=f"share variant '{spec}': expected K<k>-r<rank>"):
+    with pytest.raises(StudyError, match=f"--share-grid: variant '{spec}': expected K<k>-r<rank>"):
         parse_share(spec)
 
 
@@ -51,7 +51,7 @@ def test_quick_preset_changes_only_what_the_user_left_at_its_default():
     q = preset(StudyConfig(quick=True, max_clips=24, share_grid=("K4-r2",)))
     assert q.max_clips == 24 and q.share_grid == ("K4-r2",)  # the user's values
     assert q.analyze_clips == QUICK["analyze_clips"] and q.mimic_grid == QUICK["mimic_grid"]
-    assert q.wer_clips == QUICK["wer_clips"] and q.train_minutes == QUICK["train_minutes"]
+    assert q.wer_clips == QUICK["wer_clips"] and q.strategies == QUICK["strategies"]
     assert replace(q, max_clips=QUICK["max_clips"], share_grid=QUICK["share_grid"]) == \
         preset(StudyConfig(quick=True))
 
@@ -81,7 +81,7 @@ def test_findings_state_the_numbers():
         "Outlier channels: blocks are real.",
         "The teacher (frozen encoder + trained head) reaches 80.0% test accuracy (chance 25.0%).",
         "Pruning without post-training: at most 3 of 4 layers can go at ≥ 95% capacity on test "
-        "(greedy). Our best strategy deletes 3, the paper's best 2.",
+        "(greedy). Our best strategy deletes 3 (greedy), the paper's best 2 (backward).",
         "Pruning with only the head re-fitted: at most 2 of 4 layers can go at ≥ 95% capacity on "
         "test (forward, bi).",
         "Best mimic variant by capacity: mimic: b: 95.0% capacity, stack at 1.0% of the teacher's, "

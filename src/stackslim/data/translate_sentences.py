@@ -217,7 +217,9 @@ def english_references() -> list[str]:
 
 def whisper_languages() -> frozenset[str]:
     """The language codes Whisper has tokens for (``en``, ``de``, ``fr``, ``es``, ...)."""
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES as WHISPER  # heavy
+    from transformers.models.whisper.tokenization_whisper import (
+        LANGUAGES as WHISPER,  # heavy
+    )
 
     return frozenset(WHISPER)
 

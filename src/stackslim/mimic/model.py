@@ -30,6 +30,8 @@ from torch import nn
 
 from ..heads import ClassifierHead
 from ..models.base import Encoder, HiddenStates, as_waves, read_meta
+from ..models.compact import assign_tensors, fill_meta
+from ..models.io import register_folder_reader, wrap_model
 from ..evaluate.latency import count_params
 from ..results import atomic_dir
 from .config import MimicError
@@ -81,7 +83,6 @@ def _front_end_from_config(meta: dict) -> Encoder:
     """Rebuild the zero-layer front end from its saved Hugging Face config (weights follow)."""
     from transformers import AutoConfig, AutoModel
 
-    from ..models.io import wrap_model
     from ..models.whisper import WhisperEncoderAdapter
 
     hf = dict(meta["hf_config"])
@@ -220,11 +221,19 @@ class MimicModel(nn.Module):
                           "hf_config": hf},
         }
 
-    def state_for_saving(self) -> dict[str, torch.Tensor]:
+    def _saved_tensors(self) -> dict[str, torch.Tensor]:
+        """The saved keys and the model's own tensors under them (no copy; meta works too)."""
         sd = {f"front_end.{k}": v for k, v in self.front_end_state().items()}
         sd.update({f"layers.{k}": v for k, v in self.layers.state_dict().items()})
         sd.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
-        return {k: v.detach().contiguous().cpu().clone() for k, v in sd.items()}
+        return sd
+
+    def state_for_saving(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous().cpu().clone() for k, v in self._saved_tensors().items()}
+
+    def as_encoder(self) -> "MimicEncoder":
+        """This model behind the `Encoder` interface (what `load_encoder` returns for a mimic folder)."""
+        return MimicEncoder(self)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the folder `path` (replaced atomically): mimic.json + model.safetensors."""
@@ -240,8 +249,13 @@ class MimicModel(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MimicModel":
-        """Read a folder written by `save`; every tensor's key and shape is checked."""
+        """Read a folder written by `save`; every tensor's key and shape is checked.
+
+        The modules are built on the meta device and the stored tensors put in place without a
+        copy, so loading allocates the weights once; front-end tensors the model never runs
+        (not saved) are zeros."""
         from safetensors.torch import load_file
+
 
         path = Path(path)
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
@@ -249,18 +263,16 @@ class MimicModel(nn.Module):
         meta = read_meta(path / CONFIG_FILE)
         if meta.get("format") != FORMAT:
             raise MimicError(f"{path}: mimic format {meta.get('format')!r}, this stackslim reads {FORMAT}")
-        front = _front_end_from_config(meta["front_end"])
-        front.model.eval()
-        for p in front.parameters():
-            p.requires_grad_(False)
-        layers = nn.ModuleList(make_layer(meta["kind"], meta["hidden_size"], meta["hidden"], meta["heads"])
-                               for _ in range(meta["num_layers"]))
         h = meta["head"]
-        head = ClassifierHead(h["hidden_size"], h["num_classes"], h["proj_size"])
+        with torch.device("meta"):
+            front = _front_end_from_config(meta["front_end"])
+            layers = nn.ModuleList(make_layer(meta["kind"], meta["hidden_size"], meta["hidden"], meta["heads"])
+                                   for _ in range(meta["num_layers"]))
+            head = ClassifierHead(h["hidden_size"], h["num_classes"], h["proj_size"])
         model = cls(front, layers, head, meta["kind"], meta["hidden"], meta["heads"],
                     meta["positions"], meta["class_names"], meta["info"])
         saved = load_file(str(path / WEIGHTS_FILE))
-        expected = model.state_for_saving()
+        expected = model._saved_tensors()
         missing = sorted(set(expected) - set(saved))
         extra = sorted(set(saved) - set(expected))
         if missing or extra:
@@ -270,10 +282,63 @@ class MimicModel(nn.Module):
             if v.shape != expected[k].shape:
                 raise MimicError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
         strip = lambda prefix: {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}  # noqa: E731
-        front_sd = strip("front_end.")
-        res = front.model.load_state_dict(front_sd, strict=False)
-        assert not res.unexpected_keys, res.unexpected_keys
-        model.layers.load_state_dict(strip("layers."))
-        model.head.load_state_dict(strip("head."))
+        assign_tensors(front.model, strip("front_end."), requires_grad=False)
+        assign_tensors(model.layers, strip("layers."))
+        assign_tensors(model.head, strip("head."))
+        fill_meta(model)
+        for p in front.parameters():
+            p.requires_grad_(False)
         model.eval()
         return model
+
+
+class MimicEncoder(Encoder):
+    """A `MimicModel` behind the `Encoder` interface, so `stackslim info` and every function
+    that takes an encoder read a mimic folder.
+
+    Hidden state 0 is the front end's output before positions (B, T, d), as the mimic layers
+    read it; states 1..L are the mimic layers' outputs (B, T, d). No final norm. The head is
+    `self.mimic.head`.
+    """
+
+    def __init__(self, mimic: MimicModel):
+        super().__init__(mimic.front.model, name=mimic.front.name)
+        self.mimic = mimic
+        self.family = mimic.front.family
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.mimic.layers
+
+    @property
+    def final_norm_module(self) -> nn.Module | None:
+        return None
+
+    def front_end(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mimic.features(waves)
+
+    def stack_context(self, x0: torch.Tensor, lengths: torch.Tensor) -> dict:
+        return {"lengths": lengths}
+
+    def run_layer(self, i: int, x: torch.Tensor, ctx: dict) -> torch.Tensor:
+        if i == 0 and self.mimic.positions:
+            x = self.mimic.front.add_positions(x, ctx["lengths"])
+        return self.mimic.layers[i](x, ctx["lengths"])
+
+    def _set_num_layers(self, n: int) -> None:
+        pass  # the mimic model's layer count is len(layers)
+
+    def _replace_layers(self, layers: nn.ModuleList, dropped: list[int]) -> None:
+        self.mimic.layers = layers
+
+    def num_params(self, stack_only: bool = False) -> int:
+        """Unique parameters the model runs, head excluded (stack_only: the mimic layers)."""
+        if stack_only:
+            return self.mimic.num_params("stack")
+        return self.mimic.num_params("front_end") + self.mimic.num_params("stack")
+
+    def save(self, path: str | Path) -> None:
+        self.mimic.save(path)
+
+
+register_folder_reader("mimic.json", lambda path: MimicModel.load(path).as_encoder())

@@ -316,3 +316,23 @@ def save_encoder(enc: Encoder, path: Path) -> None:
         (tmp / META).write_text(json.dumps(meta, indent=2))
         for f in getattr(enc, "extra_files", []):  # e.g. Whisper's tokenizer files
             shutil.copy(f, tmp / Path(f).name)
+        if not (tmp / "preprocessor_config.json").exists():
+            feature_extractor_of(enc).save_pretrained(tmp)  # AutoFeatureExtractor reads it
+
+
+def feature_extractor_of(enc: Encoder):
+    """The Hugging Face feature extractor that computes what `enc`'s front end reads.
+
+    Whisper: `WhisperFeatureExtractor` with the model's mel bins; wav2vec2 family:
+    `Wav2Vec2FeatureExtractor` (16 kHz, mono) normalising as the adapter does, with an
+    attention mask for layer-norm CNNs (the "large" layout), as the published checkpoints do.
+    """
+    from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    cfg = enc.model.config
+    if enc.family == "whisper":
+        return WhisperFeatureExtractor(feature_size=int(cfg.num_mel_bins), sampling_rate=16000)
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0,
+        do_normalize=bool(getattr(enc, "do_normalize", True)),
+        return_attention_mask=getattr(cfg, "feat_extract_norm", "group") == "layer")

@@ -18,10 +18,12 @@ float16/bfloat16 are converted to float32, the precision stackslim computes in.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -34,6 +36,16 @@ from .wav2vec2_like import Wav2Vec2LikeEncoder
 from .whisper import WhisperEncoderAdapter
 
 BUNDLED_NAMES = ("whisper-tiny.en", "whisper-base")
+# marker file → reader of the folders that other packages write (registered by stackslim.share
+# and stackslim.mimic on import, so that models/ never imports them)
+FOLDER_READERS: dict[str, Callable[[Path], Encoder]] = {}
+WRITER_PACKAGES = {"stackslim_share.json": "stackslim.share", "mimic.json": "stackslim.mimic"}
+
+
+def register_folder_reader(marker: str, reader: Callable[[Path], Encoder]) -> None:
+    """`load_encoder(folder)` gives `reader(folder)` when `folder / marker` exists."""
+    FOLDER_READERS[marker] = reader
+
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "vocab.json",
               "merges.txt", "special_tokens_map.json", "added_tokens.json", "normalizer.json")
 
@@ -126,8 +138,14 @@ def load_encoder(spec: str | os.PathLike, mode: str | None = None,
             from .ctranslate2 import ct2_to_hf_whisper
 
             return wrap_model(ct2_to_hf_whisper(path), name=path.name, mode=mode)
+        for marker, package in WRITER_PACKAGES.items():  # shared and mimic folders
+            if (path / marker).exists():
+                if marker not in FOLDER_READERS:
+                    importlib.import_module(package)  # it registers its reader
+                return FOLDER_READERS[marker](path)
         if not (path / "config.json").exists():
-            raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 model.bin)")
+            raise EncoderError(f"model folder {spec!r} has no config.json (nor a CTranslate2 "
+                               f"model.bin, {' or '.join(WRITER_PACKAGES)})")
         meta = read_meta(path / META) if (path / META).exists() else {}
         model = _load_hf(str(path), allow_pickle=allow_pickle)
         enc = wrap_model(model, name=meta.get("name", path.name), mode=mode or meta.get("mode"),

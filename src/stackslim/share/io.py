@@ -18,10 +18,12 @@ Keeping the two files apart is what makes the size account honest: whisper-base'
 (52M parameters, 208 MB in float32) used to sit in ``model.safetensors`` beside a 34 MB shared
 encoder, and the folder (244 MB) was compared with the 82 MB dense encoder.
 
-`load_shared(path)` (`load.py`) rebuilds the model from the config, makes the same layers residual with
-the same groups (init "empty"), checks that every stored name and shape matches, and loads.
-Without a stored decoder the decoder keeps its fresh random weights (`enc.has_decoder` False):
-the encoder is complete, transcription needs the original model's decoder.
+`load_shared(path)` (`load.py`) builds the model from the config on the meta device, makes the
+same layers residual with the same groups (structure only), checks that every stored name, shape
+and dtype matches, and puts the stored tensors in place without copying: each shared tensor is
+one Parameter, allocated once, and no dense copy of the stack is ever built. Without a stored
+decoder the decoder is zeros (`enc.has_decoder` False): the encoder is complete, transcription
+needs the original model's decoder.
 """
 from __future__ import annotations
 

@@ -56,13 +56,19 @@ class ResidualLinear(nn.Module):
         R = self.A @ self.B  # (d_out, d_in)
         if self.d is not None:
             k = self.d.shape[0]
-            R = R + F.pad(torch.diag(self.d), (0, self.in_features - k, 0, self.out_features - k))
+            eye = torch.eye(self.out_features, self.in_features, dtype=R.dtype, device=R.device)
+            R = R + eye * F.pad(self.d, (0, self.in_features - k))  # diag_k(d); exports to ONNX
         return R
 
     @property
     def weight(self) -> torch.Tensor:
         """(d_out, d_in) the dense matrix W_shared + A B + diag_k(d)."""
         return self.shared + self.residual_weight()
+
+    #: how inference runs: "fused" (in-place accumulation into one output buffer, see
+    #: `_forward_fused`) or "plain" (three separate products and sums); chosen by
+    #: bench/shared_forward.py, which measures both beside the dense layer
+    impl: str = "fused"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., d_in) → (..., d_out).
@@ -75,6 +81,9 @@ class ResidualLinear(nn.Module):
         rows = x.numel() // self.in_features
         if self.training and rows * (self.in_features + self.out_features) > self.in_features * self.out_features:
             return F.linear(x, self.weight, self.bias)
+        if (self.impl == "fused" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and x.dtype == self.shared.dtype):
+            return self._forward_fused(x)
         y = F.linear(x, self.shared, self.bias)  # (..., d_out)
         if self.rank > 0:
             y = y + F.linear(F.linear(x, self.B), self.A)  # (..., r) → (..., d_out)
@@ -85,6 +94,30 @@ class ResidualLinear(nn.Module):
                 xd = F.pad(xd, (0, self.out_features - k))  # (..., d_out)
             y = y + xd
         return y
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference form: one output buffer, every term accumulated into it in place.
+
+            Y = addmm(b, X, W_sharedᵀ)          (n, d_out)   one BLAS call with the bias
+            Y += (X Bᵀ) Aᵀ                      addmm_ into Y, (n, r) in between
+            Y[:, :k] += X[:, :k] ⊙ d            addcmul_, no padded copy
+
+        Nothing of size d_out × d_in is built (no per-layer copy of W_shared), and no
+        temporary of the output's size is allocated or summed, as the plain form does three
+        times. X is x viewed as (n, d_in), n = all leading dimensions.
+        """
+        shape = x.shape[:-1]
+        X = x.reshape(-1, self.in_features)  # (n, d_in)
+        if self.bias is not None:
+            Y = torch.addmm(self.bias, X, self.shared.t())  # (n, d_out)
+        else:
+            Y = X @ self.shared.t()
+        if self.rank > 0:
+            Y.addmm_(X @ self.B.t(), self.A.t())  # (n, r) @ (r, d_out)
+        if self.d is not None:
+            k = self.d.shape[0]
+            Y[:, :k].addcmul_(X[:, :k], self.d)
+        return Y.view(*shape, self.out_features)
 
     def to_linear(self) -> nn.Linear:
         """A plain nn.Linear computing the same map (fresh tensors, nothing shared)."""
