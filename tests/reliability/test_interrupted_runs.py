@@ -93,7 +93,10 @@ def test_sigint_to_a_real_process_exits_130_without_traceback(tone_data, tmp_pat
     manifest.write_text("\n".join([rows[0]] + body * 20) + "\n")
     argv = [sys.executable, "-m", "stackslim", "analyze", "random:wav2vec2", str(manifest), "--out", str(out),
             "--encode-batch", "1", "--checkpoint-every", "1", "--metrics", "cosine,cka"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    # a child of a background job inherits SIGINT ignored (and Python then keeps it ignored):
+    # give it the default disposition, as a terminal would
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out / ".analyze.ckpt").exists():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -78,7 +78,8 @@ def test_two_runs_into_one_folder_at_once_exactly_one_runs(tone_data, tmp_path):
     argv = [sys.executable, "-m", "stackslim", "analyze", "random:wav2vec2", str(manifest), "--out",
             str(out), "--quiet", "--encode-batch", "1", "--metrics", "cosine,cka"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / LOCK).exists():  # the first run holds the folder
