@@ -25,6 +25,7 @@ from types import ModuleType
 import torch
 
 from . import runtime
+from .config import MODEL_HELP
 from .data.synth import synth_main
 from .errors import StackslimError
 from .export import command as export_command
@@ -42,7 +43,7 @@ SYNTH_SETS = ("synth-commands", "synth-sentences", "synth-translate")
 
 def _info_args(p: argparse.ArgumentParser) -> None:
     """family, layers and parameters of a model"""
-    p.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
+    p.add_argument("model", help=MODEL_HELP)
 
 
 def _info_run(ns: argparse.Namespace) -> int:

@@ -62,6 +62,20 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
                             help=f"{help_} (default: {default})")
 
 
+MODEL_HELP = ("random:<family>, whisper-tiny.en, whisper-base, a folder (one stackslim wrote, a "
+              "Hugging Face or CTranslate2 folder) or a hub id in the local cache")
+DATA_HELP = "synth-commands, a folder with one sub-folder per label, or a CSV manifest"
+
+
+def add_method_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """The arguments of every method command: MODEL, DATA, --out DIR, then one flag per field
+    of its config `cls`."""
+    parser.add_argument("model", help=MODEL_HELP)
+    parser.add_argument("data", help=DATA_HELP)
+    parser.add_argument("--out", required=True, help="output folder")
+    add_config_args(parser, cls)
+
+
 def config_from_args(cls: type[T], ns: argparse.Namespace, **override: Any) -> T:
     """Build `cls` from parsed flags (nested dataclass fields from their own flags); `override`
     wins."""

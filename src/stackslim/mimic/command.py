@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import add_config_args, config_from_args
+from ..config import add_method_args, config_from_args
 from . import pipeline
 from .config import MimicConfig
 
@@ -20,10 +20,7 @@ COMMAND = "mimic"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Train mimicking layers that replace the encoder's stack; compare with the teacher."""
-    p.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
-    p.add_argument("data", help="a folder, a CSV manifest, or synth-commands")
-    p.add_argument("--out", required=True, help="output folder (mimic.json, config.json, model/)")
-    add_config_args(p, MimicConfig)
+    add_method_args(p, MimicConfig)
 
 
 def run(ns: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .. import runtime
-from ..config import add_config_args, config_from_args
+from ..config import add_method_args, config_from_args
 from . import pipeline
 from .config import PruneConfig
 
@@ -17,10 +17,7 @@ COMMAND = "prune"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """delete layers by each strategy: curves, pruning.json, pruning.png, the pruned model"""
-    parser.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
-    parser.add_argument("data", help="a data folder, a CSV manifest, or synth-commands")
-    parser.add_argument("--out", required=True, help="output folder")
-    add_config_args(parser, PruneConfig)
+    add_method_args(parser, PruneConfig)
 
 
 def run(ns: argparse.Namespace) -> int:

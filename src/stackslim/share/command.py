@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import add_config_args, config_from_args
+from ..config import add_method_args, config_from_args
 from .config import ShareConfig
 from .pipeline import COMMAND, RESULT, ShareResult
 from .pipeline import run as share_run
@@ -29,10 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "example:\n"
         "  stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 \\\n"
         "      --unlabelled synth-sentences --max-unlabelled 500 --epochs 3")
-    parser.add_argument("model", help="random:<family>, whisper-base, a folder or hub id")
-    parser.add_argument("data", help="labelled data: a folder, a CSV manifest or synth-commands")
-    parser.add_argument("--out", required=True, help="output folder")
-    add_config_args(parser, ShareConfig)
+    add_method_args(parser, ShareConfig)
 
 
 def summary(r: ShareResult) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .. import runtime
-from ..config import add_config_args, config_from_args
+from ..config import add_method_args, config_from_args
 from . import pipeline
 from .config import AnalyzeConfig
 
@@ -17,10 +17,7 @@ COMMAND = "analyze"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """similarity matrices, blocks and heatmaps of a model's hidden states"""
-    p.add_argument("model", help="random:<family>, whisper-tiny.en, whisper-base, a folder or hub id")
-    p.add_argument("data", help="synth-commands, a folder per label, or a CSV manifest")
-    p.add_argument("--out", required=True, help="output folder")
-    add_config_args(p, AnalyzeConfig)
+    add_method_args(p, AnalyzeConfig)
 
 
 def run(ns: argparse.Namespace) -> int:
