@@ -13,7 +13,7 @@ default) or ``translate`` (English text).
 """
 from __future__ import annotations
 
-import re
+import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -264,32 +264,24 @@ def transcribe(model, tokenizer, waves: Sequence[np.ndarray] | None = None,
 
 
 # -- text normalisation and WER ------------------------------------------------------------
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+@functools.lru_cache(maxsize=1)
+def _english_normalizer():
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
-
-def _number_words(n: int) -> str:
-    """English words for 0 <= n < 1000 ("one hundred twenty three")."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + _number_words(n % 100))
+    # the British-to-American spelling map lives in a model repo's normalizer.json, which the
+    # bundled models do not ship: the rest of Whisper's normaliser (numbers, contractions,
+    # titles, symbols, fillers) is what its papers report WER with
+    return EnglishTextNormalizer({})
 
 
 def normalize_text(s: str) -> str:
-    """Lowercase, spell whole numbers below 1000, drop punctuation, collapse spaces.
+    """Whisper's own English normaliser (transformers' `EnglishTextNormalizer`).
 
-    Apostrophes inside words stay ("don't"); hyphens and other symbols become spaces, and
-    a thousands separator is removed ("1,000" -> "1000", left as digits).
+    Lowercase, punctuation and fillers dropped, contractions and titles expanded, spelled
+    numbers written as digits: "the thirteenth" and "the 13th" both read "the 13th",
+    "I'm gonna pay twenty dollars" reads "i am going to pay $20".
     """
-    s = s.lower().replace("\u2019", "'")
-    s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)
-    s = re.sub(r"\b\d{1,3}\b", lambda m: _number_words(int(m.group())), s)
-    s = re.sub(r"[^a-z0-9']+", " ", s)
-    s = re.sub(r"(?<![a-z0-9])'|'(?![a-z0-9])", " ", s)  # quotes, not apostrophes
-    return " ".join(s.split())
+    return _english_normalizer()(s)
 
 
 def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
