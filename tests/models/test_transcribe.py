@@ -234,3 +234,19 @@ def test_real_whisper_wer_on_flite_sentences(name, max_wer):
     kw = {"language": "en", "task": "transcribe"} if model.generation_config.is_multilingual else {}
     out = model.generate(log_mel(model, waves[:1]), max_new_tokens=64, **kw)
     assert tok.batch_decode(out, skip_special_tokens=True)[0].strip() == hyps[0]
+
+
+def test_wer_interval_equals_the_generic_bootstrap_of_re_scored_texts():
+    """The count-based bootstrap (no text re-scored) gives the generic bootstrap's interval."""
+    from stackslim.evaluate.bleu import bootstrap_interval
+    from stackslim.models.transcribe import wer_edits, wer_interval
+
+    rng = np.random.default_rng(3)
+    vocab = "a b c d e f g h".split()
+    refs = [" ".join(rng.choice(vocab, rng.integers(1, 8))) for _ in range(40)]
+    hyps = [" ".join(rng.choice(vocab, rng.integers(0, 8))) for _ in range(40)]
+    edits, words = wer_edits(refs, hyps)
+    lo, hi = wer_interval(edits, words, n=200)
+    ref_lo, ref_hi = bootstrap_interval(lambda h, r: word_error_rate(r, h), hyps, refs, n=200)
+    assert (lo, hi) == pytest.approx((ref_lo, ref_hi))
+    assert lo < word_error_rate(refs, hyps) < hi

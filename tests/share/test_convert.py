@@ -136,11 +136,11 @@ def test_a_new_init_method_plugs_in():
     seen = []
 
     @register_init("test-first-layer")
-    def first(weights, rank, diag, info):
+    def first(weights, ranks, diag, info):
         seen.append((info["layers"], info["matrix"], info["calib"]))
         z = torch.zeros_like(weights[0])
-        return GroupInit(weights[0], [(z[:, :rank], z[:rank], z.diagonal() if diag else None)
-                                      for _ in weights])
+        return GroupInit(weights[0], [(z[:, :r], z[:r], z.diagonal() if diag else None)
+                                      for r in ranks])
 
     try:
         enc = load_encoder("random:hubert")

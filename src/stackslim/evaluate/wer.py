@@ -18,7 +18,7 @@ import torch
 
 from ..data import load_dataset
 from ..models.base import Encoder, EncoderError
-from ..models.transcribe import load_whisper, transcribe, word_error_rate
+from ..models.transcribe import corpus_wer, load_whisper, transcribe, wer_edits, wer_interval
 
 WER_WINDOW_S = 30.0  # Whisper's input window: every clip is padded with silence to it
 
@@ -56,11 +56,14 @@ def pad_silence(waves: Sequence[np.ndarray], min_s: float = 6.0, tail_s: float =
 
 def whisper_wer(enc: Encoder, whisper_model, tokenizer, waves: Sequence[np.ndarray],
                 refs: Sequence[str], batch_size: int = 8, max_new_tokens: int = 64) -> dict:
-    """Corpus WER of `whisper_model`'s decoder reading `enc`'s states; and the transcripts."""
+    """Corpus WER of `whisper_model`'s decoder reading `enc`'s states, its bootstrap 95%
+    interval over sentences (``interval``: [low, high]), and the transcripts."""
     states = encoder_outputs(enc, pad_silence(waves, min_s=WER_WINDOW_S), batch_size)
     hyps = transcribe(whisper_model, tokenizer, encoder_states=states, batch_size=batch_size,
                       max_new_tokens=max_new_tokens)
-    return {"wer": word_error_rate(list(refs), hyps), "clips": len(refs), "hypotheses": hyps}
+    edits, words = wer_edits(list(refs), hyps)
+    return {"wer": corpus_wer(edits, words), "interval": list(wer_interval(edits, words)),
+            "clips": len(refs), "hypotheses": hyps}
 
 
 def load_tokenizer(spec: str):

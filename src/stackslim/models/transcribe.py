@@ -295,19 +295,43 @@ def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
     return prev[-1]
 
 
-def word_error_rate(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
-    """Corpus WER: total word edits / total reference words (texts normalized by default).
-
-    With no reference words at all, the WER is the number of hypothesis words (each one an
-    insertion; 0 when both are empty), as jiwer (>= 4.0) defines it."""
+def wer_edits(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per sentence: word edits (substitutions, insertions, deletions) and reference words,
+    after normalising both texts (by default): (N,), (N,) int arrays."""
     if len(refs) != len(hyps):
         raise ValueError(f"word_error_rate: {len(refs)} references but {len(hyps)} hypotheses")
     norm = normalize_text if normalize else (lambda t: t)
-    edits = words = 0
-    for r, h in zip(refs, hyps):
+    edits, words = np.zeros(len(refs), np.int64), np.zeros(len(refs), np.int64)
+    for k, (r, h) in enumerate(zip(refs, hyps)):
         rw, hw = norm(r).split(), norm(h).split()
-        edits += edit_distance(rw, hw)
-        words += len(rw)
-    if words == 0:  # jiwer >= 4: with no reference words, every hypothesis word is an insertion
-        return float(edits)
-    return edits / words
+        edits[k], words[k] = edit_distance(rw, hw), len(rw)
+    return edits, words
+
+
+def corpus_wer(edits: np.ndarray, words: np.ndarray) -> float:
+    """Σ edits / Σ reference words; with no reference words, the number of edits (jiwer >= 4:
+    every hypothesis word is then an insertion)."""
+    total = int(words.sum())
+    return float(edits.sum()) / total if total else float(edits.sum())
+
+
+def word_error_rate(refs: Sequence[str], hyps: Sequence[str], normalize: bool = True) -> float:
+    """Corpus WER: total word edits / total reference words (texts normalized by default)."""
+    return corpus_wer(*wer_edits(refs, hyps, normalize))
+
+
+def wer_interval(edits: np.ndarray, words: np.ndarray, n: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the corpus WER, resampling sentences with replacement
+    (their edit and word counts: no text is re-scored)."""
+    rng = np.random.default_rng(seed)
+    k = len(edits)
+    if k == 0:
+        return 0.0, 0.0
+    idx = rng.integers(0, k, (n, k))  # (n, k) resampled sentences
+    e, w = edits[idx].sum(1), words[idx].sum(1)
+    vals = np.where(w > 0, e / np.maximum(w, 1), e)
+    a = (1.0 - level) / 2
+    lo, hi = np.quantile(vals, [a, 1.0 - a])
+    return float(lo), float(hi)

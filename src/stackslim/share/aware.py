@@ -100,10 +100,11 @@ def fit_residual(R: torch.Tensor, Ch: torch.Tensor, L: torch.Tensor, rank: int, 
     return A, B, d, err
 
 
-def _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, iters):
-    """Residuals of every layer for shared W, and Σ_l relative output error² (whitened)."""
+def _fit_group(Ws, WLs, Chs, Ls, W, ranks, diag, iters):
+    """Residuals of every layer (rank r_l each) for shared W, and Σ_l relative output error²
+    (whitened)."""
     factors, total = [], 0.0
-    for Wl, WL, Ch, L in zip(Ws, WLs, Chs, Ls):
+    for Wl, WL, Ch, L, rank in zip(Ws, WLs, Chs, Ls, ranks):
         A, B, d, err = fit_residual(Wl - W, Ch, L, rank, diag, iters, RL=WL - W @ L)
         factors.append((A, B, d))
         total += err / max(float((WL ** 2).sum()), 1e-300)
@@ -128,7 +129,7 @@ def fitted_shared(Ws, Chs, residuals=None) -> torch.Tensor:
 
 
 @register_init("aware")
-def init_aware(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+def init_aware(weights: list[torch.Tensor], ranks: list[int], diag: bool, info: dict) -> GroupInit:
     """Shared weight and residuals that keep the maps' outputs (module docstring).
 
     `info["cov"]`: one C_l (d_in, d_in) or None per layer of the group (from `to_residual(...,
@@ -152,14 +153,14 @@ def init_aware(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -
     if which in ("best", "member"):  # the middle layer: the alignment's reference
         mid = len(Ws) // 2
         cands[f"member {list(info.get('layers', range(len(Ws))))[mid]}"] = Ws[mid]
-    scored = {name: _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, 1) for name, W in cands.items()}
+    scored = {name: _fit_group(Ws, WLs, Chs, Ls, W, ranks, diag, 1) for name, W in cands.items()}
     if which in ("best", "fitted"):
         W = fitted_shared(Ws, Chs)
-        factors, _ = _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, 1)
+        factors, _ = _fit_group(Ws, WLs, Chs, Ls, W, ranks, diag, 1)
         # one more round: the shared weight given the residuals, then the residuals again
         W = fitted_shared(Ws, Chs, [_residual_weight(*f, W.shape) for f in factors])
         cands["fitted"] = W
-        scored["fitted"] = _fit_group(Ws, WLs, Chs, Ls, W, rank, diag, 1)
+        scored["fitted"] = _fit_group(Ws, WLs, Chs, Ls, W, ranks, diag, 1)
     best = min(scored, key=lambda n: scored[n][1])
-    factors, _ = _fit_group(Ws, WLs, Chs, Ls, cands[best], rank, diag, 2)  # refine the winner
+    factors, _ = _fit_group(Ws, WLs, Chs, Ls, cands[best], ranks, diag, 2)  # refine the winner
     return GroupInit(cands[best], factors, choice=best)

@@ -28,17 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "example:\n"
         "  stackslim share whisper-base synth-commands --out runs/share --group 3 --rank 16 \\\n"
-        "      --unlabelled synth-sentences --max-unlabelled 500 --epochs 3")
+        "      --unlabelled synth-sentences --max-unlabelled 500 --epochs 3\n"
+        "  stackslim share whisper-base synth-commands --out runs/half --group 3 --size 0.5 \\\n"
+        "      --init aware --local-epochs 20 --epochs 0")
     add_method_args(parser, ShareConfig)
 
 
 def summary(r: ShareResult) -> str:
     """One line: groups, size, accuracy (and WER) before and after recovery."""
     size = r.size
-    line = (f"{r.model}: groups {r.groups}, rank {r.config['rank']}: stack "
+    rank = f"size {r.config['size']:g}" if r.config.get("size") else f"rank {r.config['rank']}"
+    line = (f"{r.model}: groups {r.groups}, {rank}: stack "
             f"{size['stack_params']:,} / {size['dense_stack_params']:,} parameters "
             f"({100 * size['stack_ratio']:.1f}%), "
             f"accuracy {r.teacher['accuracy']:.3f} → {r.before['accuracy']:.3f}")
+    if r.local is not None:
+        line += f" → {r.local['eval']['accuracy']:.3f} after the layer-wise fit"
     if r.after is not None:
         line += f" → {r.after['accuracy']:.3f} after recovery"
         n = r.recovery["data"]
@@ -49,6 +54,7 @@ def summary(r: ShareResult) -> str:
                      f"unlabelled, {how})")
     if "wer" in r.teacher:
         line += (f"; WER {r.teacher['wer']:.3f} → {r.before['wer']:.3f}"
+                 + (f" → {r.local['eval']['wer']:.3f}" if r.local else "")
                  + (f" → {r.after['wer']:.3f}" if r.after else ""))
     return line
 

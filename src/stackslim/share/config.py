@@ -26,6 +26,8 @@ from ..train import TrainConfig
 from ..train.loop import SCHEDULES
 from .asr import SELECT
 from .convert import INITS
+from .inits import SHARE_MAPS
+from .local import MODES as LOCAL_MODES
 
 STATES = ("all", "last", "all-then-last")
 
@@ -47,6 +49,22 @@ class ShareConfig:
                                                       "'blocks' (measured, linear CKA), or explicit "
                                                       "0-based ranges such as '0-2,3-5,6-11'"})
     rank: int = field(default=16, metadata={"help": "rank r of each layer's low-rank residual A B"})
+    size: float = field(default=0.0, metadata={"help": "a size budget instead of --rank: the shared "
+                                               "stack's parameters as a fraction of the dense "
+                                               "stack's, e.g. 0.5; ranks are then chosen per layer "
+                                               "and map to keep the maps' outputs (0: use --rank)"})
+    share_maps: str = field(default="all", metadata={"help": "which linear maps share: all six, "
+                                                     "'ffn' (feed-forward only) or 'attention' "
+                                                     "(the others stay dense)",
+                                                     "choices": SHARE_MAPS})
+    local_epochs: int = field(default=0, metadata={"help": "layer-wise reconstruction before the "
+                                                   "recovery: epochs of fitting each group to its "
+                                                   "teacher layers on cached states (0: none)"})
+    local_lr: float = field(default=3e-4, metadata={"help": "learning rate of the layer-wise fit"})
+    local_mode: str = field(default="sequential", metadata={
+        "help": "inputs of each group's fit: 'sequential' (the student's own outputs of the "
+                "groups before, fitted first) or 'parallel' (the teacher's states)",
+        "choices": LOCAL_MODES})
     diag: bool = field(default=True, metadata={"help": "give each layer its own diagonal d"})
     share_norms: bool = field(default=False, metadata={"help": "one bias per map and one copy of "
                                                        "each LayerNorm per group (the paper's size "
@@ -119,6 +137,16 @@ class ShareConfig:
                      "latency_clips"):
             if getattr(self, name) < 0:
                 raise ShareError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.size <= 1:
+            raise ShareError(f"--size must be in (0, 1] (0: use --rank), got {self.size}")
+        if self.share_maps not in SHARE_MAPS:
+            raise ShareError(f"--share-maps must be one of {', '.join(SHARE_MAPS)}, got {self.share_maps!r}")
+        if self.local_mode not in LOCAL_MODES:
+            raise ShareError(f"--local-mode must be one of {', '.join(LOCAL_MODES)}, got {self.local_mode!r}")
+        if self.local_epochs < 0:
+            raise ShareError(f"--local-epochs must be >= 0, got {self.local_epochs}")
+        if not self.local_lr > 0:
+            raise ShareError(f"--local-lr must be > 0, got {self.local_lr}")
         for name in ("head_epochs", "block_clips", "asr_top_k"):
             if getattr(self, name) < 1:
                 raise ShareError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

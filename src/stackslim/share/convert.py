@@ -34,7 +34,7 @@ its layers') and one copy of each LayerNorm (the mean of the weights and biases)
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -50,6 +50,7 @@ from .inits import (INITS, MATRICES, GroupInit, InitFn, diag_k,  # noqa: F401 (r
                     truncated_svd)
 from .layer import ResidualLinear
 from .model import SharedEncoder, ShareSpec
+from .ranks import allocate_ranks
 
 
 def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -100,7 +101,10 @@ def _share_norms(layers: list[nn.Module]) -> None:
 def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag: bool = True,
                 share_norms: bool = False, init: str = "svd", max_size: int | None = None,
                 blocks=None, waves=None, seed: int = 0, init_options: dict | None = None,
-                calib=None, align: bool = False, calib_batch: int = 8) -> SharedEncoder:
+                calib=None, align: bool = False, calib_batch: int = 8,
+                matrices: Sequence[str] | None = None,
+                ranks: Mapping[tuple[int, str], int] | None = None,
+                size: float | None = None) -> SharedEncoder:
     """A ResidualTransformer copy of `enc` (`enc` itself is left untouched).
 
     Args:
@@ -121,6 +125,13 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
             the (aligned) encoder: needed by init "aware"; with any init, the output errors.
         align: permute FFN neurons and attention heads to match within each group first.
         calib_batch: clips per forward while collecting the calibration statistics.
+        matrices: the maps to share, names inside a layer (default: all six of the family,
+            `layer_matrices`); the others stay dense (e.g. only the feed-forward maps).
+        ranks: (layer, map name) → r_l of that map's A B, for every shared map (a size budget's
+            allocation, `ranks.allocate_ranks`); overrides `rank`.
+        size: a budget instead of `rank`: the shared stack's parameters as a fraction of the
+            dense stack's, ranks chosen per layer and map by `ranks.allocate_ranks` (in the
+            calibrated output metric with init "aware", else in weight space), after `align`.
 
     Returns:
         A `SharedEncoder` with the same interface as `enc`; `.conversion` holds, per matrix, the
@@ -132,8 +143,26 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
         raise EncoderError("the encoder is already shared; materialize() it first")
     if init not in INITS:
         raise EncoderError(f"unknown init {init!r}: choose from {', '.join(INITS)}")
-    matrices = layer_matrices(enc.family)
-    check_rank(enc, matrices, rank)
+    family_maps = layer_matrices(enc.family)
+    matrices = tuple(matrices) if matrices else family_maps
+    unknown = [m for m in matrices if m not in family_maps]
+    if unknown:
+        raise EncoderError(f"{enc.family} layers have no shareable map {unknown[0]!r} "
+                           f"(maps: {', '.join(family_maps)})")
+    matrices = tuple(m for m in family_maps if m in matrices)  # the family's order
+    if ranks is not None:
+        ranks = {(int(i), str(n)): int(r) for (i, n), r in ranks.items()}
+        need = {(i, n) for i in range(enc.num_layers) for n in matrices}
+        if set(ranks) != need:
+            bad = sorted(need ^ set(ranks))[0]
+            raise EncoderError(f"ranks must give one rank per (layer, map) of the shared maps; "
+                               f"{'missing' if bad in need else 'unexpected'} {bad}")
+        for (i, n), r in ranks.items():
+            d_out, d_in = _dense(enc.layers[i], n, i).weight.shape
+            if not 0 <= r <= min(d_in, d_out):
+                raise EncoderError(f"rank {r} of {n} in layer {i} is outside 0..{min(d_in, d_out)}")
+    else:
+        check_rank(enc, matrices, rank)
     part = resolve_groups(enc, groups, max_size=max_size, blocks=blocks, waves=waves)
     inner = copy.deepcopy(enc)
     layers = list(inner.layers)
@@ -146,22 +175,30 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
             inner, calib, matrices, batch_size=calib_batch)
     elif init == "aware":
         raise EncoderError("init='aware' needs calibration clips: to_residual(..., calib=waves)")
+    allocation = None
+    if size is not None:
+        if ranks is not None:
+            raise EncoderError("give ranks or size, not both")
+        allocation = allocate_ranks(layers, part, matrices, size, diag, share_norms,
+                                    stats if init == "aware" else None)
+        ranks = allocation.ranks
     gen = torch.Generator().manual_seed(seed)
     errors: list[dict] = []
     for g, members in enumerate(part):
         for name in matrices:
             dense = [_dense(layers[i], name, i) for i in members]
             W0 = dense[0].weight
-            r = min(W0.shape) if rank == "full" else int(rank)
+            rs = [ranks[(i, name)] if ranks is not None else
+                  (min(W0.shape) if rank == "full" else int(rank)) for i in members]
             covs = [stats.cov(i, name) for i in members] if stats is not None else None
             info = {"encoder": enc, "layers": members, "matrix": name, "group": g, "generator": gen,
                     "cov": covs, **(init_options or {})}
-            out = INITS[init]([lin.weight.detach().cpu() for lin in dense], r, diag, info)
+            out = INITS[init]([lin.weight.detach().cpu() for lin in dense], rs, diag, info)
             shared = nn.Parameter(out.shared.to(W0.dtype).to(W0.device))
             group_bias = None
             if share_norms and dense[0].bias is not None:
                 group_bias = nn.Parameter(torch.stack([lin.bias for lin in dense]).mean(0))
-            for i, lin, (A, B, d) in zip(members, dense, out.factors):
+            for i, lin, r, (A, B, d) in zip(members, dense, rs, out.factors):
                 bias = group_bias if share_norms else (
                     nn.Parameter(lin.bias.detach().clone()) if lin.bias is not None else None)
                 res = ResidualLinear(shared, r, diag=diag, bias=bias)
@@ -175,9 +212,12 @@ def to_residual(enc: Encoder, groups: GroupSpec = 3, rank: int | str = 16, diag:
                 set_submodule(layers[i], name, res)
         if share_norms:
             _share_norms([layers[i] for i in members])
-    spec = ShareSpec(rank=rank, diag=diag, share_norms=share_norms, init=init, matrices=matrices)
+    spec = ShareSpec(rank="allocated" if ranks is not None else rank, diag=diag,
+                     share_norms=share_norms, init=init, matrices=matrices,
+                     ranks=None if ranks is None else {f"{i}.{n}": r for (i, n), r in sorted(ranks.items())})
     shared = SharedEncoder(inner, spec, errors)
     shared.alignment = alignment
+    shared.allocation = allocation.to_json() if allocation is not None else None
     return shared
 
 

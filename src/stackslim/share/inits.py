@@ -24,12 +24,19 @@ MATRICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def layer_matrices(family: str) -> tuple[str, ...]:
-    """Names (inside one layer) of the six linear maps that become residual."""
+SHARE_MAPS = ("all", "ffn", "attention")
+
+
+def layer_matrices(family: str, which: str = "all") -> tuple[str, ...]:
+    """Names (inside one layer) of the linear maps that become residual: all six, or only the
+    feed-forward pair (``ffn``), or only the four attention maps (``attention``)."""
     if family not in MATRICES:
         raise EncoderError(f"sharing does not support family {family!r} (supported: "
                            f"{', '.join(MATRICES)})")
-    return MATRICES[family]
+    if which not in SHARE_MAPS:
+        raise EncoderError(f"share maps must be one of {', '.join(SHARE_MAPS)}, got {which!r}")
+    maps = MATRICES[family]
+    return maps if which == "all" else maps[4:] if which == "ffn" else maps[:4]
 
 
 @dataclass
@@ -41,12 +48,15 @@ class GroupInit:
     choice: str = ""  # how the shared weight was chosen (e.g. "mean", "fitted"), when it was
 
 
-InitFn = Callable[[list[torch.Tensor], int, bool, dict], GroupInit]
+InitFn = Callable[[list[torch.Tensor], list[int], bool, dict], GroupInit]
 INITS: dict[str, InitFn] = {}
 
 
 def register_init(name: str):
-    """Decorator: register `fn(weights, rank, diag, info) -> GroupInit` as init method `name`."""
+    """Decorator: register `fn(weights, ranks, diag, info) -> GroupInit` as init method `name`.
+
+    `weights` are the group's dense (d_out, d_in) weights, `ranks` the rank r_l of each layer's
+    A_l B_l (one per weight: a size budget gives layers different ranks)."""
     def wrap(fn: InitFn) -> InitFn:
         INITS[name] = fn
         return fn
@@ -83,12 +93,12 @@ def truncated_svd(R: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 @register_init("svd")
-def init_svd(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+def init_svd(weights: list[torch.Tensor], ranks: list[int], diag: bool, info: dict) -> GroupInit:
     Ws = [w.double() for w in weights]
     W = torch.stack(Ws).mean(0)  # (d_out, d_in)
     d_out, d_in = W.shape
     factors = []
-    for Wl in Ws:
+    for Wl, rank in zip(Ws, ranks):
         R = Wl - W
         d = None
         if diag:
@@ -100,12 +110,12 @@ def init_svd(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> 
 
 
 @register_init("scratch")
-def init_scratch(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+def init_scratch(weights: list[torch.Tensor], ranks: list[int], diag: bool, info: dict) -> GroupInit:
     W = weights[0].clone()
     d_out, d_in = W.shape
     gen = info.get("generator")
     factors = []
-    for _ in weights:
+    for rank in ranks:
         B = (torch.rand(rank, d_in, generator=gen, dtype=W.dtype) * 2 - 1) / d_in ** 0.5
         d = torch.zeros(min(d_out, d_in), dtype=W.dtype) if diag else None
         factors.append((torch.zeros(d_out, rank, dtype=W.dtype), B, d))
@@ -113,8 +123,8 @@ def init_scratch(weights: list[torch.Tensor], rank: int, diag: bool, info: dict)
 
 
 @register_init("empty")
-def init_empty(weights: list[torch.Tensor], rank: int, diag: bool, info: dict) -> GroupInit:
+def init_empty(weights: list[torch.Tensor], ranks: list[int], diag: bool, info: dict) -> GroupInit:
     d_out, d_in = weights[0].shape
     z = lambda *s: torch.zeros(*s, dtype=weights[0].dtype)  # noqa: E731
     return GroupInit(z(d_out, d_in), [(z(d_out, rank), z(rank, d_in), z(min(d_out, d_in)) if diag else None)
-                                      for _ in weights])
+                                      for rank in ranks])

@@ -31,20 +31,21 @@ def _build_model(hf_config: dict):
     return AutoModel.from_config(config)
 
 
-def _residual_skeleton(enc, groups: list[list[int]], s: dict) -> None:
+def _residual_skeleton(enc, groups: list[list[int]], spec: ShareSpec) -> None:
     """Make the layers of `enc` (built on the meta device) residual in place, with the stored
     groups and spec: the structure only, no values (`to_residual`'s without a dense copy)."""
+    s = spec.to_json()
     layers = list(enc.layers)
     meta = lambda t: nn.Parameter(torch.empty(t.shape, dtype=t.dtype, device="meta"))  # noqa: E731
     for members in groups:
         for name in s["matrices"]:
             dense = [layers[i].get_submodule(name) for i in members]
             W0 = dense[0].weight  # (d_out, d_in), on meta
-            r = min(W0.shape) if s["rank"] == "full" else int(s["rank"])
             shared = meta(W0)  # one Parameter object for the whole group
             group_bias = meta(dense[0].bias) if s["share_norms"] and dense[0].bias is not None else None
             for i, lin in zip(members, dense):
                 bias = group_bias if s["share_norms"] else (meta(lin.bias) if lin.bias is not None else None)
+                r = spec.rank_of(i, name, tuple(W0.shape))
                 set_submodule(layers[i], name, ResidualLinear(shared, r, diag=s["diag"], bias=bias))
         if s["share_norms"]:
             with torch.no_grad():
@@ -76,10 +77,11 @@ def load_shared(path: str | os.PathLike) -> SharedEncoder:
     if sorted(i for g in groups for i in g) != list(range(dense.num_layers)):
         raise EncoderError(f"{path}: groups {groups} do not cover the {dense.num_layers} layers once")
     try:
-        _residual_skeleton(dense, groups, s)
+        spec = ShareSpec(**{**s, "matrices": tuple(s["matrices"])})
+        _residual_skeleton(dense, groups, spec)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise EncoderError(f"{path}: the stored sharing does not fit the config ({e})") from e
-    enc = SharedEncoder(dense, ShareSpec(**{**s, "matrices": tuple(s["matrices"])}))
+    enc = SharedEncoder(dense, spec)
     stored = {}
     for f in [WEIGHTS] + ([DECODER] if meta.get("decoder") else []):
         try:

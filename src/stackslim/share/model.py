@@ -30,11 +30,18 @@ from .layer import ResidualLinear
 class ShareSpec:
     """How the layers were made residual (everything needed to rebuild the structure)."""
 
-    rank: int | str  # r, or "full" (min(d_in, d_out) per matrix)
+    rank: int | str  # r, "full" (min(d_in, d_out) per matrix), or "allocated" (see ranks)
     diag: bool
     share_norms: bool
     init: str
-    matrices: tuple[str, ...]  # the six linear maps, names inside a layer
+    matrices: tuple[str, ...]  # the shared linear maps, names inside a layer (six by default)
+    ranks: dict[str, int] | None = None  # "layer.map" → r of that map, when ranks differ
+
+    def rank_of(self, layer: int, name: str, shape: tuple[int, int]) -> int:
+        """r of map `name` in `layer`, whose dense weight has `shape` (d_out, d_in)."""
+        if self.ranks is not None:
+            return int(self.ranks[f"{layer}.{name}"])
+        return min(shape) if self.rank == "full" else int(self.rank)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -61,6 +68,7 @@ class SharedEncoder(Encoder):
         self.spec = spec
         self.conversion = list(conversion or [])
         self.alignment: dict | None = None
+        self.allocation: dict | None = None  # with to_residual(..., size=): `ranks.Allocation`
         self.has_decoder = True  # False when loaded from a folder saved without the decoder
 
     # -- delegation to the family adapter ----------------------------------------------

@@ -1,10 +1,12 @@
 """`stackslim.share.run(model, data, out, cfg)`: convert, measure, recover, compare.
 
 Steps: teacher states of the task's splits (and of the --unlabelled clips) → the teacher's head
-(fitted on them) → `to_residual` → accuracy (and, for Whisper, WER through the original
-decoder) before recovery → recovery by distillation on the train split and the unlabelled
-clips (the task loss on the train split only) → the same after → sizes (unique parameters,
-bytes on disk, against the dense model) and CPU latency (dense, factored, materialised).
+(fitted on them) → `to_residual` (one rank, or ranks allocated under --size) → accuracy (and,
+for Whisper, WER through the original decoder) before recovery → layer-wise reconstruction
+(--local-epochs, `local.py`) → recovery by distillation on the train split and the unlabelled
+clips (the task loss on the train split only) → the same after each stage, with every layer's
+output error on the validation split → sizes (unique parameters, bytes on disk, against the
+dense model) and CPU latency (dense, factored, materialised).
 Writes ``out/share.json`` (last: its presence marks a finished run), ``out/config.json`` and
 ``out/model/`` (compact).
 """
@@ -19,14 +21,15 @@ from .. import runtime
 from ..data import AudioDataset, unlabelled_clips
 from ..evaluate import load_tokenizer, sentence_clips, stack_accuracy, whisper_wer
 from ..heads import accuracy, fit_head
-from ..models.base import Encoder
+from ..models.base import Encoder, EncoderError
 from ..models.cache import StateCache
 from ..results import provenance
 from ..run import start_run
 from ..train import TrainConfig
 from .asr import AsrRecovery, padded_batches, teacher_tokens
 from .config import ShareConfig, ShareError
-from .convert import to_residual
+from .convert import layer_matrices, to_residual
+from .local import fit_local, layer_errors
 from .recover import distill_cache, last_state_error, recover, recovery_set
 from .size import disk_report, latency_report
 
@@ -52,6 +55,9 @@ class ShareResult:
     after: dict | None
     recovery: dict | None  # the training log, and under "data" the clips and frames it used
     seconds: float
+    local: dict | None = None  # layer-wise fit: its log and the evaluation right after it
+    layer_errors: dict = field(default_factory=dict)  # stage → per-layer output errors
+    allocation: dict | None = None  # with --size: the chosen ranks and the budget's account
     notes: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=provenance)
 
@@ -70,7 +76,7 @@ def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, w
     if wer_ctx is not None:
         model, tok, waves, refs = wer_ctx
         w = whisper_wer(student if student is not None else enc, model, tok, waves, refs)
-        out["wer"], out["wer_examples"] = w["wer"], w["hypotheses"][:3]
+        out["wer"], out["wer_interval"], out["wer_examples"] = w["wer"], w["interval"], w["hypotheses"][:3]
     return out
 
 
@@ -135,7 +141,8 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         task = r.task(data, cfg.task, seed=seed, max_clips=cfg.max_clips)
         rec = cfg.train
         states = cfg.recover_states if rec.epochs > 0 else "last"
-        cached = "last" if states == "last" else "all"  # the teacher states distilled
+        # the teacher states distilled (the layer-wise fit reads them all)
+        cached = "last" if states == "last" and cfg.local_epochs == 0 else "all"
         teacher.to(runtime.choose_device(cfg.device))  # the teacher's passes: the costly part
         train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
                                     total=len(task.splits["train"]), states=cached, progress=progress)
@@ -144,6 +151,9 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
             pool_cache, pool_val = _unlabelled(teacher, pool, cfg, cached, progress)
         val_cache = task.cache(teacher, "validation", progress=progress)
         test_cache = task.cache(teacher, "test", progress=progress)
+        err_cache = distill_cache(teacher, task.dataset.batches(task.splits["validation"], 16),
+                                  total=len(task.splits["validation"]), states="all",
+                                  desc="teacher states (layer errors)", progress=progress)
         teacher.cpu()  # the cached states are on the CPU; so are conversion, recovery and latency
         y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
         head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
@@ -170,14 +180,29 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         calib = None
         if cfg.calib > 0:  # calibration clips: the train split's first, never validation or test
             calib = [task.dataset.load(i) for i in task.splits["train"][: cfg.calib]]
-        student = to_residual(teacher, groups=groups, rank=cfg.rank, diag=cfg.diag,
-                              share_norms=cfg.share_norms, init=cfg.init, max_size=max_size,
-                              waves=block_waves, seed=seed, calib=calib, align=cfg.align)
+        try:
+            student = to_residual(teacher, groups=groups, rank=cfg.rank, diag=cfg.diag,
+                                  share_norms=cfg.share_norms, init=cfg.init, max_size=max_size,
+                                  waves=block_waves, seed=seed, calib=calib, align=cfg.align,
+                                  matrices=layer_matrices(teacher.family, cfg.share_maps),
+                                  size=cfg.size or None)
+        except EncoderError as e:
+            if cfg.size and "size" in str(e):
+                raise ShareError(f"--size: {e}") from None
+            raise
         before = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
-        after = log = rec_data = None
-        if rec.epochs > 0:
+        errors = {"converted": layer_errors(student, err_cache)}
+        after = log = rec_data = local = None
+        if rec.epochs > 0 or cfg.local_epochs > 0:
             rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache,
                                                            whole=asr is not None)
+        if cfg.local_epochs > 0:
+            fit = replace(rec, epochs=cfg.local_epochs, lr=cfg.local_lr, max_minutes=0.0)
+            local_log = fit_local(student, rec_cache, fit, cfg.local_mode, progress=progress)
+            local = {**local_log.to_json(), "clips": len(rec_cache),
+                     "eval": _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)}
+            errors["local"] = layer_errors(student, err_cache)
+        if rec.epochs > 0:
             if asr is not None:  # its targets' rows follow the train split's in rec_cache
                 asr = replace(asr, train=asr.train.shifted(len(train_cache)))
                 rec_data["asr"] = {"weight": cfg.asr_weight, "top_k": cfg.asr_top_k,
@@ -188,6 +213,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                           val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
                           progress=progress, asr=asr)
             after = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
+            errors["recovered"] = layer_errors(student, err_cache)
         if not r.is_main:  # latency is timed, and files written, by rank 0 alone
             return None
         student.save(r.out / "model")
@@ -204,6 +230,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                         "alignment": student.alignment},
             teacher=teacher_eval, before=before, after=after,
             recovery={**log.to_json(), "data": rec_data} if log is not None else None,
-            seconds=time.monotonic() - t0, notes=notes)
+            seconds=time.monotonic() - t0, notes=notes, local=local, layer_errors=errors,
+            allocation=student.allocation)
         r.write_json(RESULT, result)
         return result
