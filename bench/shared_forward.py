@@ -9,8 +9,9 @@ K = 3 adjacent layers, rank 16, per-layer diagonal) run side by side in one proc
 thread, interleaved round by round; median of `--repeats` rounds after a warm-up:
 
 - ``linear``: one FFN-in map (512 → 2048) on n rows: dense `nn.Linear` vs `ResidualLinear`
-  in its two inference forms, ``plain`` (three products summed) and ``fused`` (one output
-  buffer, `addmm` with the bias, the low-rank product and the diagonal accumulated in place);
+  in its three inference forms, ``plain`` (three products summed), ``fused`` (one output
+  buffer, `addmm` with the bias, the low-rank product and the diagonal accumulated in place)
+  and ``small-first`` (bias, low-rank and diagonal first, the large product accumulated last);
 - ``stack``: the whole stack (`Encoder.stack_forward`) on a (B, T, 512) input: the dense
   teacher vs the shared model in each form.
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import benchlib  # noqa: E402
 
+FORMS = ("plain", "fused", "small-first")  # ResidualLinear.impl values
 SHAPES = {"linear": [(1, 50), (1, 250), (8, 250)], "stack": [(1, 50), (1, 250), (8, 250)]}
 
 
@@ -72,6 +74,7 @@ def main() -> None:
     from stackslim.share.layer import ResidualLinear
 
     torch.set_num_threads(1)
+    default = ResidualLinear.impl
     mach = benchlib.machine()
     dense, shared = build(args.groups, args.rank)
     lin_d, lin_s = dense.layers[0].fc1, shared.layers[0].fc1
@@ -80,10 +83,9 @@ def main() -> None:
         x = torch.randn(B, T, 512)
         n = torch.full((B,), T)
         if part == "linear":
-            return {"dense": lambda: lin_d(x), "plain": lambda: lin_s(x), "fused": lambda: lin_s(x)}
+            return {"dense": lambda: lin_d(x), **{f: lambda: lin_s(x) for f in FORMS}}
         return {"dense": lambda: dense.stack_forward(x, n, keep=False),
-                "plain": lambda: shared.stack_forward(x, n, keep=False),
-                "fused": lambda: shared.stack_forward(x, n, keep=False)}
+                **{f: lambda: shared.stack_forward(x, n, keep=False) for f in FORMS}}
 
     rows = []
     with torch.inference_mode():
@@ -94,11 +96,11 @@ def main() -> None:
                 reps = args.repeats if part == "stack" else args.repeats * 10
                 for r in range(reps + 2):  # two warm-up rounds, then interleaved rounds
                     for name, fn in fns.items():
-                        ResidualLinear.impl = "plain" if name == "plain" else "fused"
+                        ResidualLinear.impl = name if name in FORMS else default
                         t = timed(fn, 1)[0]
                         if r >= 2:
                             times[name].append(t)
-                ResidualLinear.impl = "fused"
+                ResidualLinear.impl = default
                 med = {k: statistics.median(v) for k, v in times.items()}
                 for name in fns:
                     rows.append({"part": part, "variant": name if name == "dense" else f"shared-{name}",
@@ -117,14 +119,15 @@ def main() -> None:
           f"`{doc['command']}`: whisper-base encoder shapes, K = {args.groups}, rank {args.rank}, "
           f"diagonal on (stack {size['stack_ratio']:.0%} of the dense parameters), 1 thread, "
           f"median ms; speed vs dense = dense time / time.", "",
-          "| part | batch × frames | dense ms | shared plain ms | shared fused ms | plain speed vs dense | fused speed vs dense |",
-          "|---|---|---|---|---|---|---|"]
+          "| part | batch × frames | dense ms | " + " | ".join(f"shared {f} ms" for f in FORMS) + " | "
+          + " | ".join(f"{f} speed vs dense" for f in FORMS) + " |",
+          "|---|---|---|" + "---|" * (2 * len(FORMS))]
     for part, shapes in SHAPES.items():
         for B, T in shapes:
             r = {x["variant"]: x for x in rows if x["part"] == part and x["batch"] == B and x["frames"] == T}
-            md.append(f"| {part} | {B} × {T} | {r['dense']['ms']:.3f} | {r['shared-plain']['ms']:.3f} | "
-                      f"{r['shared-fused']['ms']:.3f} | {r['shared-plain']['speed_vs_dense']:.2f} | "
-                      f"{r['shared-fused']['speed_vs_dense']:.2f} |")
+            md.append(f"| {part} | {B} × {T} | {r['dense']['ms']:.3f} | "
+                      + " | ".join(f"{r['shared-' + f]['ms']:.3f}" for f in FORMS) + " | "
+                      + " | ".join(f"{r['shared-' + f]['speed_vs_dense']:.2f}" for f in FORMS) + " |")
     md.append(f"\nMachine: {mach['cpu']}, load {mach['load_avg_1m_at_start']} at start; {mach['note']}.\n")
     for p in benchlib.write_results("shared_forward", doc, "\n".join(md)):
         print("wrote", p)

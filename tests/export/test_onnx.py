@@ -120,3 +120,20 @@ def test_shared_onnx_holds_each_shared_tensor_once(tmp_path):
     # int8: smaller still, and close to float
     assert (tmp_path / "o" / "model.int8.onnx").stat().st_size < 0.7 * size
     assert meta["int8"]["parity"]["rel_error"] <= INT8_REL
+
+
+def test_int8_stores_every_weight_matrix_int8(tmp_path):
+    """Whisper's convs and position table are quantized too, not only the linear maps: the int8
+    file is >= 3.5x smaller than float (3.2x with MatMul/Gemm alone on whisper-base) and only
+    vectors (biases, norms, scales) stay float."""
+    enc, _ = _bigger_shared(tmp_path)
+    enc.save(tmp_path / "teacher")
+    res = run(tmp_path / "teacher", tmp_path / "o", ExportConfig(format="onnx", int8=True))
+    q = onnx.load(str(tmp_path / "o" / "model.int8.onnx"))
+    float_mats = [i.name for i in q.graph.initializer
+                  if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) >= 2]
+    assert float_mats == []
+    assert {"Conv", "Gather"} <= set(res.int8["ops"])
+    assert res.files["model.onnx"] >= 3.5 * res.files["model.int8.onnx"], res.files
+    assert res.int8["float_bytes"] < 0.02 * res.files["model.int8.onnx"]
+    assert res.int8["parity"]["rel_error"] <= INT8_REL

@@ -135,7 +135,10 @@ class WhisperGraph(nn.Module):
         return h, torch.minimum(lengths, torch.full_like(lengths, 1) * h.shape[1])
 
     def add_positions(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return h + self.enc.encoder_module.embed_positions.weight[: h.shape[1]]
+        """h + the first T rows of the position table, read by index (an ONNX Gather, which
+        `onnxruntime.quantization` stores int8; a slice of the table would stay float)."""
+        rows = torch.arange(h.shape[1], device=h.device)  # (T,)
+        return h + self.enc.encoder_module.embed_positions(rows)
 
     def stack(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = None if self.padded else additive_key_mask(valid_mask(lengths, x.shape[1]), x.dtype)

@@ -66,8 +66,9 @@ class ResidualLinear(nn.Module):
         return self.shared + self.residual_weight()
 
     #: how inference runs: "fused" (in-place accumulation into one output buffer, see
-    #: `_forward_fused`) or "plain" (three separate products and sums); chosen by
-    #: bench/shared_forward.py, which measures both beside the dense layer
+    #: `_forward_fused`), "small-first" (the same terms, the large product last: see
+    #: `_forward_small_first`) or "plain" (three separate products and sums); chosen by
+    #: bench/shared_forward.py, which measures each beside the dense layer
     impl: str = "fused"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,9 +82,9 @@ class ResidualLinear(nn.Module):
         rows = x.numel() // self.in_features
         if self.training and rows * (self.in_features + self.out_features) > self.in_features * self.out_features:
             return F.linear(x, self.weight, self.bias)
-        if (self.impl == "fused" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        if (self.impl != "plain" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
                 and x.dtype == self.shared.dtype):
-            return self._forward_fused(x)
+            return self._forward_small_first(x) if self.impl == "small-first" else self._forward_fused(x)
         y = F.linear(x, self.shared, self.bias)  # (..., d_out)
         if self.rank > 0:
             y = y + F.linear(F.linear(x, self.B), self.A)  # (..., r) → (..., d_out)
@@ -118,6 +119,30 @@ class ResidualLinear(nn.Module):
             k = self.d.shape[0]
             Y[:, :k].addcmul_(X[:, :k], self.d)
         return Y.view(*shape, self.out_features)
+
+    def _forward_small_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference form with the large product last, accumulating onto the small terms:
+
+            Y = addmm(b, X Bᵀ, Aᵀ)              (n, d_out)   bias + low-rank, (n, r) between
+            Y[:, :k] += X[:, :k] ⊙ d            addcmul_
+            Y += X W_sharedᵀ                    addmm_, beta = 1: the GEMM reads Y as it writes
+
+        The passes over Y that the cheap terms need happen before the GEMM, which reads its
+        accumulator block by block, instead of after it (`_forward_fused`), when Y has left
+        the cache.
+        """
+        shape = x.shape[:-1]
+        X = x.reshape(-1, self.in_features)  # (n, d_in)
+        if self.rank > 0:
+            low = X @ self.B.t()  # (n, r)
+            Y = torch.addmm(self.bias, low, self.A.t()) if self.bias is not None else low @ self.A.t()
+        else:
+            Y = (self.bias.expand(X.shape[0], -1).clone() if self.bias is not None else
+                 X.new_zeros(X.shape[0], self.out_features))
+        if self.d is not None:
+            k = self.d.shape[0]
+            Y[:, :k].addcmul_(X[:, :k], self.d)
+        return Y.addmm_(X, self.shared.t()).view(*shape, self.out_features)
 
     def to_linear(self) -> nn.Linear:
         """A plain nn.Linear computing the same map (fresh tensors, nothing shared)."""
