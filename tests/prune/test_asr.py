@@ -144,9 +144,11 @@ def test_choose_best_most_layers_within_margin_then_lowest_wer():
     def res(name, wer):
         return AsrStrategyResult(name, [1, 2, 3], {}, WerCurve([1, 2, 3], wer), 0.0)
 
-    a, b, c = res("a", [0, 0.02, 0.5, 1]), res("b", [0, 0.004, 0.008, 1]), res("c", [0, 0.002, 0.008, 0.9])
+    a, b, c = res("a", [0, 0.02, 0.5, 1]), res("b", [0, 0.004, 0.008, 1]), res("c", [0, 0.002, 0.006, 0.9])
     s, k = _choose_best([a, b, c], 0.01)
-    assert (s.name, k) == ("b", 2)  # b and c delete 2 at equal WER: the one listed first
+    assert (s.name, k) == ("c", 2)  # b and c delete 2: c at the lower WER
+    d = res("d", [0, 0.002, 0.006, 0.5])
+    assert _choose_best([a, d, c], 0.01)[0].name == "d"  # equal WER: the one listed first
     assert _choose_best([a], 0.01)[1] == 0
     assert WerCurve([1, 2], [0, 0.2, 0.01]).max_deletable(0.01) == 2  # as the accuracy curves count
 
