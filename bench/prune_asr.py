@@ -4,6 +4,7 @@ bundled Whisper models, synth-sentences.
     .venv/bin/python bench/prune_asr.py                      # whisper-tiny.en and whisper-base
     .venv/bin/python bench/prune_asr.py --models whisper-base --asr-clips 24 --eval-clips 120
     .venv/bin/python bench/prune_asr.py --render-only        # rewrite prune_asr.md from the JSON
+    .venv/bin/python bench/prune_asr.py --models whisper-base --merge   # one model again, keep the other
 
 For each model it calls `stackslim.prune.run` (task asr) with the given strategies: orders scored
 by the teacher-agreement WER of `--asr-clips` pool clips (never eval), the threshold agreement
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-clips", type=int, default=120)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--merge", action="store_true", help="keep the other models' results of prune_asr.json")
     args = p.parse_args(argv)
     path = benchlib.RESULTS / f"{NAME}.json"
     if args.render_only:
@@ -109,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models.split(","):
         m = run_model(model, args)
         doc["models"].append(m)
-        doc["rows"] += m["rows"]
+        if args.merge and path.exists():  # read at write time: another run may have added a model
+            mine = {x["model"] for x in doc["models"]}
+            doc["models"] = [x for x in json.loads(path.read_text())["models"] if x["model"] not in mine] \
+                + doc["models"]
+        doc["rows"] = [r for x in doc["models"] for r in x["rows"]]
         benchlib.write_results(NAME, doc, markdown(doc))  # after every model: a cut run keeps it
         print(f"{model}: deletable {m['deletable']}, {m['cpu_minutes']:.1f} CPU min", flush=True)
     return 0

@@ -148,7 +148,11 @@ def test_choose_best_most_layers_within_margin_then_lowest_wer():
     s, k = _choose_best([a, b, c], 0.01)
     assert (s.name, k) == ("c", 2)  # b and c delete 2: c at the lower WER
     d = res("d", [0, 0.002, 0.006, 0.5])
-    assert _choose_best([a, d, c], 0.01)[0].name == "d"  # equal WER: the one listed first
+    assert _choose_best([a, c, d], 0.01)[0].name == "d"  # equal WER: the nearer to one more
+    e = res("e", [0, 0.002, 0.006, 0.5])
+    assert _choose_best([a, e, d], 0.01)[0].name == "e"  # all equal: the one listed first
+    f, g = res("f", [0, 0.5, 0.9, 1]), res("g", [0, 0.3, 0.9, 1])
+    assert _choose_best([f, g], 0.01) == (g, 0)  # none deletable: the least bad first deletion
     assert _choose_best([a], 0.01)[1] == 0
     assert WerCurve([1, 2], [0, 0.2, 0.01]).max_deletable(0.01) == 2  # as the accuracy curves count
 

@@ -12,7 +12,8 @@ Steps (`prune.asr` has the formulas):
 3. Each strategy's order (greedy and beam maximise −agreement WER), then its curve: the
    agreement WER of the scored clips after deleting the first k layers, k = 0..L−1.
 4. The saved model: the most layers deleted with agreement WER <= `wer_margin` points over all
-   strategies (ties: lower agreement WER, then the strategy listed first). Chosen on the scored
+   strategies (ties: lower agreement WER, then lower agreement WER one deletion further, then
+   the strategy listed first). Chosen on the scored
    clips only; the eval clips report.
 5. The eval clips transcribed against their references (WER, bootstrap 95% interval) for the
    chosen strategy's order at k = 0 (the teacher) .. k* + 1 (one past the chosen depth, the
@@ -105,9 +106,13 @@ class AsrPruneResult:
 
 def _choose_best(strategies: list[AsrStrategyResult], margin: float) -> tuple[AsrStrategyResult, int]:
     """(strategy, k): the most layers deleted within the margin, then the lowest agreement WER
-    there, then the strategy listed first."""
-    key = lambda rs: (rs[1].curve.max_deletable(margin),  # noqa: E731
-                      -rs[1].curve.wer[rs[1].curve.max_deletable(margin)], -rs[0])
+    there, then the lowest at k + 1 (the order nearest to deleting one more, whose eval WER the
+    eval curve's last point reports), then the strategy listed first."""
+    def key(rs: tuple[int, AsrStrategyResult]) -> tuple:
+        i, s = rs
+        k, w = s.curve.max_deletable(margin), s.curve.wer
+        return k, -w[k], -w[k + 1] if k + 1 < len(w) else 0.0, -i
+
     _, s = max(enumerate(strategies), key=key)
     return s, s.curve.max_deletable(margin)
 
