@@ -2,9 +2,11 @@
 
     stackslim prune whisper-base synth-commands --out runs/prune --task word \
         --strategies forward,backward,bi,knn-bi,iterative,greedy,blocks --threshold 0.95
+    stackslim prune whisper-base synth-sentences --out runs/prune-asr --task asr --wer-margin 1
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import StackslimError
@@ -20,6 +22,9 @@ PAPER_STRATEGIES = ("forward", "backward", "bi", "knn-bi")
 OUR_STRATEGIES = ("iterative", "greedy", "blocks", "greedy-refit", "beam", "beam-refit")
 ALL_STRATEGIES = PAPER_STRATEGIES + OUR_STRATEGIES
 DEFAULT_STRATEGIES = PAPER_STRATEGIES + ("iterative", "greedy", "blocks")
+# --task asr has no head: the strategies that re-fit one have nothing to re-fit
+ASR_STRATEGIES = PAPER_STRATEGIES + ("iterative", "greedy", "blocks", "beam")
+ASR = "asr"
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,10 @@ class PruneConfig:
 
     task: str = field(default="word", metadata={
         "help": "what to classify: word (splits disjoint by speaker), speaker (disjoint by word), "
-                "or any label column of the data set"})
+                "or any label column of the data set; or asr (Whisper only): deletions scored by "
+                "the transcripts of the frozen original decoder, DATA a transcribed set with a "
+                "split column (split=eval: the reported WER; the other clips but test and "
+                "validation: the scored ones), e.g. synth-sentences"})
     strategies: tuple[str, ...] = field(default=DEFAULT_STRATEGIES, metadata={
         "help": f"deletion orders to evaluate, of: {', '.join(ALL_STRATEGIES)}"})
     threshold: float = field(default=0.95, metadata={
@@ -70,9 +78,24 @@ class PruneConfig:
         "help": "deleted sets kept at each step by the beam and beam-refit strategies (with L-1 "
                 "deletable layers, width C(L-1, ⌊(L-1)/2⌋) scores every set: 10 for 6 layers)"})
     knn_k: int = field(default=8, metadata={"help": "neighbours of the mutual-kNN Block Influence"})
+    wer_margin: float = field(default=1.0, metadata={
+        "help": "--task asr: WER points a pruned model may lose; a deletion passes when its "
+                "transcripts of the scored clips differ from the teacher's by at most this WER"})
+    asr_clips: int = field(default=40, metadata={
+        "help": "--task asr: clips scored by agreement WER, a seeded subset of DATA's clips "
+                "outside split=eval|test|validation"})
+    eval_clips: int = field(default=120, metadata={
+        "help": "--task asr: clips of DATA's split=eval transcribed for the reported WER, evenly "
+                "spread (0: all)"})
     cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB, per process)"})
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.wer_margin, (int, float)) and math.isfinite(self.wer_margin)
+                and 0.0 <= self.wer_margin < 100.0):
+            raise PruneError(f"--wer-margin must be a number of WER points in [0, 100), got {self.wer_margin}")
+        if self.asr_clips < 1 or self.eval_clips < 0:
+            raise PruneError(f"--asr-clips must be >= 1 and --eval-clips >= 0, got {self.asr_clips} "
+                             f"and {self.eval_clips}")
         if not 0.0 < self.threshold <= 1.0:
             raise PruneError(f"threshold must lie in (0, 1], got {self.threshold}")
         strategies = tuple(self.strategies)
@@ -84,6 +107,13 @@ class PruneConfig:
         if len(set(strategies)) != len(strategies):
             raise PruneError(f"strategy listed twice: {', '.join(strategies)}")
         object.__setattr__(self, "strategies", strategies)
+        if self.task == ASR:
+            other = [s for s in strategies if s not in ASR_STRATEGIES]
+            if other:
+                raise PruneError(f"--task asr has no head to re-fit: strategy {other[0]!r} is not "
+                                 f"available; --task asr supports {', '.join(ASR_STRATEGIES)}")
+            if self.finetune:
+                raise PruneError("--finetune trains a classification head: not available with --task asr")
         t = self.train
         for name, value in (("batch_size", t.batch_size), ("epochs", t.epochs), ("refit_epochs", self.refit_epochs),
                             ("knn_k", self.knn_k), ("cache_mb", self.cache_mb), ("beam_width", self.beam_width)):

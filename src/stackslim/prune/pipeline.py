@@ -32,8 +32,9 @@ from ..models import Encoder
 from ..results import provenance
 from ..run import start_run
 from ..train import TrainConfig
-from .config import PAPER_STRATEGIES, PruneConfig, PruneError
+from .config import ASR, PAPER_STRATEGIES, PruneConfig, PruneError
 from .curves import VARIANTS, Curve, Evaluator
+from .pipeline_asr import run_asr
 from .plots import plot_curves
 from .save import save_pruned
 from .stack import Split, front_end_states, kept_layers
@@ -188,7 +189,12 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
     the layer runs of the scoring (every rank then holds the same numbers); rank 0 alone writes.
     What an earlier run wrote is removed first; with `cfg.save_model` False, a DIR/model/ left
     by an earlier run is listed in `removed_from_earlier_run`: the folder never mixes two runs.
-    `force` takes over a folder that holds another command's run."""
+    `force` takes over a folder that holds another command's run.
+
+    With `cfg.task` "asr" (Whisper) the deletions are scored by transcription instead
+    (`pipeline_asr.run_asr`, an `AsrPruneResult`)."""
+    if cfg.task == ASR:
+        return run_asr(model, data, out, cfg, progress=progress, force=force)
     with start_run(COMMAND, out, cfg, model=model, data=data, writes=WRITES, force=force) as r:
         enc = r.encoder(model)
         task = r.task(data, cfg.task, seed=cfg.train.seed, max_clips=cfg.max_clips)

@@ -4,6 +4,8 @@
                                                     plain `transformers` reads it as is
     DIR/model/head.safetensors                      projector.{weight,bias}, classifier.{weight,bias}
     DIR/model/head.json                             head shape, class names, deleted layers, task
+    DIR/model/pruned.json                           instead of the head with --task asr (the model's
+                                                    own decoder transcribes): deleted layers, WER
 
 Loading with plain libraries (no stackslim):
 
@@ -31,6 +33,7 @@ from .config import PruneError
 
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
+PRUNED_INFO = "pruned.json"  # a pruned model without a head (--task asr)
 
 
 def save_head(head: ClassifierHead, folder: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
@@ -61,11 +64,12 @@ def load_head(folder: str | os.PathLike) -> tuple[ClassifierHead, dict[str, Any]
     return head, meta
 
 
-def save_pruned(enc: Encoder, deleted: Sequence[int], head: ClassifierHead, path: str | os.PathLike,
+def save_pruned(enc: Encoder, deleted: Sequence[int], head: ClassifierHead | None, path: str | os.PathLike,
                 meta: dict[str, Any] | None = None) -> Path:
     """Write `enc` without the 0-based layers `deleted`, and `head`, as one folder (atomically).
 
-    `meta` goes into head.json (e.g. class names, task); the deleted layers are added there in
+    With `head` None (--task asr: a Whisper model keeps its own decoder) `meta` goes into
+    pruned.json instead. `meta` goes into head.json (e.g. class names, task); the deleted layers are added there in
     1-based numbering (`deleted_layers`) beside the 0-based indices (`deleted_indices`).
     """
     path = Path(path)
@@ -80,7 +84,10 @@ def save_pruned(enc: Encoder, deleted: Sequence[int], head: ClassifierHead, path
                 "deleted_layers": sorted(int(d) + 1 for d in deleted),
                 "original_num_layers": enc.num_layers, "num_layers": small.num_layers,
                 "family": enc.family, **(meta or {})}
-        save_head(head, work / "model", info)
+        if head is None:
+            write_atomic(work / "model" / PRUNED_INFO, json.dumps(info, indent=2) + "\n")
+        else:
+            save_head(head, work / "model", info)
         _public(work / "model")
         if path.exists():
             shutil.rmtree(path)

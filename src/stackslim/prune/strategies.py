@@ -34,6 +34,12 @@ Ours:
               one-step score; a greedy choice that looks best at step 1 can block the longest
               curve (greedy-refit's first pick on a LayerDrop teacher).
 
+With `--task asr` (no head; `ScoringContext.quality` set by `prune.asr`) the two strategies that
+read the head read the transcripts instead: greedy deletes the layer whose removal keeps the
+scored clips' transcripts closest to the teacher's (agreement WER, then the distance of the last
+states), and beam scores a set by −(agreement WER) and an order passes at depth k while
+WER_k <= WER_0 + margin. The others read only hidden states and run unchanged.
+
 Hidden states here are raw residual-stream states (no final norm): BI measures how much a
 layer changes its own input. Under torchrun the runner divides the layer runs between the ranks
 and gathers what the scores need (pooled vectors, frame means), so every rank computes the same
@@ -63,6 +69,11 @@ class ScoringContext:
         num_layers: L, layers of the unpruned stack.
         knn_k: neighbours of the mutual-kNN BI (capped at the number of clips - 1).
         refit: kept layers → a head re-fitted on the train split (greedy-refit only).
+        quality: kept layers → a score tuple, higher better, replacing the head's (task asr:
+            (−agreement WER, −state distance), `prune.asr.Transcripts.quality`).
+        quality_names: what the entries of `quality` are, for the results.
+        margin: with `quality`, an order passes at depth k while quality_k[0] >= quality_0[0] −
+            margin (beam); None: quality_k >= threshold · quality_0 (accuracies).
     """
 
     runner: StackRunner
@@ -74,6 +85,13 @@ class ScoringContext:
     split: str = "validation"
     threshold: float = 0.95
     beam_width: int = 8
+    quality: Callable[[list[int]], tuple[float, ...]] | None = None
+    quality_names: tuple[str, ...] = ()
+    margin: float | None = None
+
+    def floor(self, a0: float) -> float:
+        """The lowest passing score, given the unpruned stack's score a0."""
+        return (a0 - self.margin if self.margin is not None else self.threshold * a0) - 1e-12
 
     @property
     def deletable(self) -> list[int]:
@@ -154,6 +172,8 @@ def _greedy(ctx: ScoringContext, score: Callable[[list[int]], tuple[float, float
 
 
 def greedy(ctx: ScoringContext) -> Order:
+    if ctx.quality is not None:
+        return _greedy(ctx, ctx.quality, "greedy", list(ctx.quality_names))
     full = ctx.all_layers
 
     def score(kept: list[int]) -> tuple[float, float]:
@@ -185,7 +205,7 @@ def _beam(ctx: ScoringContext, acc: Callable[[list[int]], float], name: str) -> 
             memo[key] = acc([i for i in ctx.all_layers if i not in key])
         return memo[key]
 
-    need = ctx.threshold * a([]) - 1e-12
+    need = ctx.floor(a([]))
 
     def objective(order: list[int]) -> tuple[int, float, float, tuple[int, ...]]:
         curve = [a(order[:k]) for k in range(len(order) + 1)]
@@ -214,13 +234,17 @@ def _beam(ctx: ScoringContext, acc: Callable[[list[int]], float], name: str) -> 
     bar.close()
     best = beams[0]
     k, _, area, _ = objective(best)
+    per_set = {",".join(str(i + 1) for i in sorted(s)) or "-": round(v, 6)
+               for s, v in sorted(memo.items(), key=lambda x: (len(x[0]), sorted(x[0])))}
     return best, {"beam_width": ctx.beam_width, "beams_per_step": steps,
                   "val_deletable": k, "val_area": round(area, 6), "sets_scored": len(memo),
-                  "val_accuracy_per_set": {",".join(str(i + 1) for i in sorted(s)) or "-": round(v, 6)
-                                           for s, v in sorted(memo.items(), key=lambda x: (len(x[0]), sorted(x[0])))}}
+                  "val_accuracy_per_set" if ctx.quality is None else "score_per_set": per_set}
 
 
 def beam(ctx: ScoringContext) -> Order:
+    if ctx.quality is not None:
+        quality = ctx.quality
+        return _beam(ctx, lambda kept: quality(kept)[0], "beam")
     return _beam(ctx, lambda kept: ctx.runner.accuracy(ctx.head, ctx.split, kept), "beam")
 
 
