@@ -67,7 +67,7 @@ def row_of(model: str, res) -> dict:
 
 def markdown(doc: dict) -> str:
     lines = [f"# ASR mimic: WER of mimic layers read by the teacher's Whisper decoder", "",
-             f"Command: `{doc['command']}`  ",
+             "Commands: one per row, below the table.  ",
              f"Machine: {doc['machine']['cpu']}, torch threads {doc['inputs']['threads']}, "
              f"load {doc['machine']['load_avg_1m_at_start']} at start (shared). Data: synth-sentences, "
              "trained on split=pool sentences (a tenth held out for validation), WER on split=eval "
@@ -87,12 +87,15 @@ def markdown(doc: dict) -> str:
             f"{r['epochs_run']['stage1']} / {r['epochs_run']['stage2']} | "
             f"{c.get('teacher_states', 0):.1f} / {c.get('stage1', 0):.1f} / {c.get('stage2', 0):.1f} | "
             f"{r['cpu_minutes_training']:.1f} | {'yes' if r['goal_below_30pct'] else 'no'} |")
-    lines += ["", "Stage-2 validation (minus the teacher-forced cross-entropy per token on held-out "
-              "pool sentences, by epoch; higher is better):", ""]
+    lines += ["", "Validation by epoch, on the held-out pool sentences (higher is better): stage 1, "
+              "minus the MSE to the teacher's last state over its variance; stage 2, minus the "
+              "teacher-forced cross-entropy per token of the teacher's transcripts:", ""]
     for r in doc["rows"]:
         curve = ", ".join(f"{v:.3f}" for v in r["stage2_val_curve"])
         lines.append(f"- {r['model']}: stage 1 {', '.join(f'{v:.3f}' for v in r['stage1_val_curve'])}; "
                      f"stage 2 {curve}")
+    lines += ["", "Commands:", ""] + [f"- {r['model']}: `{r.get('command', doc['command'])}`"
+                                       for r in doc["rows"]]
     lines += ["", "CPU minutes training = teacher states and transcripts of the pool sentences + "
               "stage 1 + stage 2 (this process, every thread); the WER checks are not counted."]
     return "\n".join(lines) + "\n"
@@ -115,26 +118,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--label", default="", help="names the row beside the model (several budgets)")
     p.add_argument("--work", default=str(default_cache_dir() / "bench-mimic-asr"))
+    p.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json")
     a = p.parse_args(argv)
+    out = benchlib.RESULTS / f"{NAME}.json"
+    if a.table_only:
+        doc = json.loads(out.read_text())
+        benchlib.write_results(NAME, doc, markdown(doc))
+        return 0
     benchlib.set_threads(a.threads)
     cfg = MimicConfig(task="asr", kind=a.kind, hidden=a.hidden, positions=True, max_clips=a.pool,
                       eval_clips=a.eval_clips, window=a.window, task_epochs=a.task_epochs,
                       task_lr=a.task_lr,
                       train=TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size,
                                         patience=a.patience, max_minutes=a.max_minutes))
-    out = benchlib.RESULTS / f"{NAME}.json"
     command = "python bench/mimic_asr.py " + " ".join(sys.argv[1:] if argv is None else argv)
     doc = {"command": command, "machine": benchlib.machine(), "inputs": {**vars(a), "config": cfg},
            "rows": []}
     for m in a.models.split(","):
-        res = run_asr(m, "synth-sentences", Path(a.work) / m, cfg, force=True)
-        row = row_of(m, res)
+        name = f"{m} ({a.label})" if a.label else m
+        res = run_asr(m, "synth-sentences", Path(a.work) / name.replace(" ", "_"), cfg, force=True)
+        row = row_of(name, res)
         row.update(mimic=f"{cfg.kind} × {cfg.layers}, z={cfg.hidden}, positions", command=command)
         # --merge: the rows of other models as the file holds them now (a run beside this one
         # may have written since this one started)
         kept = json.loads(out.read_text())["rows"] if a.merge and out.is_file() else doc["rows"]
-        doc["rows"] = [r for r in kept if r["model"] != m] + [row]
+        doc["rows"] = [r for r in kept if r["model"] != name] + [row]
         benchlib.write_results(NAME, doc, markdown(doc))
         print(markdown(doc))
     return 0
