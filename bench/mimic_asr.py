@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                       task_lr=a.task_lr,
                       train=TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size,
                                         patience=a.patience, max_minutes=a.max_minutes))
-    command = "python bench/mimic_asr.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python bench/mimic_asr.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     doc = {"command": command, "machine": benchlib.machine(), "inputs": {**vars(a), "config": cfg},
            "rows": []}
     for m in a.models.split(","):
