@@ -2,9 +2,13 @@
 feed the teacher's own Whisper decoder, after stage 1 (MSE to the last state) and after stage 2
 (+ the decoder loss), with the CPU minutes each phase took.
 
-    .venv/bin/python bench/mimic_asr.py --models whisper-tiny.en --pool 200 --eval-clips 100 \\
-        --epochs 20 --task-epochs 4
+    .venv/bin/python bench/mimic_asr.py --models whisper-tiny.en --merge --window 10 --pool 200 \\
+        --eval-clips 60 --epochs 10 --task-epochs 3
     .venv/bin/python bench/mimic_asr.py --models whisper-base --merge ...   # adds a row
+    .venv/bin/python bench/mimic_asr.py --table-only                        # the .md from the .json
+
+(the exact command of each row is in bench/results/mimic_asr.md; 10 s training windows: at the
+default 6 s whisper-tiny.en repeats itself on about 1 pool sentence in 5, and 30 s costs ~3x).
 
 Each model is one `stackslim.mimic.run_asr` call (the library, nothing re-implemented), run in
 --work/<model>/ (the mimic model and the run's own mimic.json stay there). Rows: the teacher's
@@ -108,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", default="transformer")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--pool", type=int, default=200, help="pool sentences (seeded subset; 0: all 600)")
-    p.add_argument("--eval-clips", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=20, help="stage 1 epochs")
-    p.add_argument("--task-epochs", type=int, default=4, help="stage 2 epochs")
+    p.add_argument("--eval-clips", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=10, help="stage 1 epochs")
+    p.add_argument("--task-epochs", type=int, default=3, help="stage 2 epochs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--task-lr", type=float, default=3e-4)
-    p.add_argument("--window", type=float, default=30.0)
+    p.add_argument("--window", type=float, default=10.0, help="training window (s)")
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--max-minutes", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=1)
