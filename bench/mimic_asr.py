@@ -28,7 +28,7 @@ import shlex
 import sys
 from pathlib import Path
 
-import benchlib  # noqa: E402  (bench/benchlib.py)
+import benchlib
 
 from stackslim.data import default_cache_dir
 from stackslim.mimic import MimicConfig, run_asr
@@ -71,7 +71,7 @@ def row_of(model: str, res) -> dict:
 
 
 def markdown(doc: dict) -> str:
-    lines = [f"# ASR mimic: WER of mimic layers read by the teacher's Whisper decoder", "",
+    lines = ["# ASR mimic: WER of mimic layers read by the teacher's Whisper decoder", "",
              "Commands: one per row, below the table.  ",
              f"Machine: {doc['machine']['cpu']}, torch threads {doc['inputs']['threads']}, "
              f"load {doc['machine']['load_avg_1m_at_start']} at start (shared). Data: synth-sentences, "

@@ -10,8 +10,15 @@ import torch.nn.functional as F
 
 from stackslim.cli import main
 from stackslim.mimic import MimicConfig, MimicError, MimicModel
-from stackslim.mimic.asr import (AsrData, asr_loss, decoder_loss, fit_asr, sentence_splits, spread,
-                                 wer_with_interval)
+from stackslim.mimic.asr import (
+    AsrData,
+    asr_loss,
+    decoder_loss,
+    fit_asr,
+    sentence_splits,
+    spread,
+    wer_with_interval,
+)
 from stackslim.mimic.data import FEATURES, LAST, cache_targets
 from stackslim.mimic.fit import masked_mse
 from stackslim.models import load_encoder
@@ -131,7 +138,7 @@ def test_task_asr_refuses_before_writing(model, tone_data, tmp_path, capsys):
 def test_wer_interval_bootstraps_the_corpus_wer_of_whisper_wer(monkeypatch):
     """The WER is `whisper_wer`'s; the interval resamples sentences of the same normalised score
     (spelled and written numbers agree: Whisper's normaliser), and contains it."""
-    import stackslim.mimic.asr as asr
+    from stackslim.mimic import asr
 
     refs = ["the thirteenth door is open", "close it", "one two three", "good night"] * 5
     hyps = ["the 13th door is open", "close", "one two three four", "good night"] * 5

@@ -23,8 +23,8 @@ window, Whisper's English normaliser) with a percentile bootstrap 95% interval o
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -166,9 +166,9 @@ def fit_asr(model: MimicModel, data: AsrData, cfg: MimicConfig, stage: int,
     weight = cfg.asr_weight if stage == 2 else 0.0
     gen = torch.Generator().manual_seed(cfg.train.seed + stage)
     if stage == 1:
-        validate = lambda: -mse_score(model, data.validation, data.scale)  # noqa: E731
+        validate = lambda: -mse_score(model, data.validation, data.scale)
     else:
-        validate = lambda: -decoder_loss(model, data.validation, data.val_targets)  # noqa: E731
+        validate = lambda: -decoder_loss(model, data.validation, data.val_targets)
     with frozen(data.targets.model):
         return train(model, len(data.train),
                      lambda r: asr_loss(model, data.train, data.targets, r, data.scale, weight, cfg, gen),

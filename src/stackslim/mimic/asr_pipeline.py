@@ -30,7 +30,14 @@ from ..evaluate.wer import load_tokenizer
 from ..models import Encoder, load_encoder
 from ..results import provenance
 from ..run import start_run
-from .asr import build_asr_data, fit_asr, sentence_splits, spread, wer_table, wer_with_interval
+from .asr import (
+    build_asr_data,
+    fit_asr,
+    sentence_splits,
+    spread,
+    wer_table,
+    wer_with_interval,
+)
 from .config import MimicConfig, MimicError
 from .data import check_encoder
 from .model import MimicModel
