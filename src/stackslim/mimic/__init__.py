@@ -8,8 +8,10 @@ first to reproduce the teacher's hidden states (MSE), then on the task through i
     model.predict(waves)                       # class names of 16 kHz clips
 
 Command: ``stackslim mimic MODEL DATA --out DIR [--kind linear|transformer] [--layers 1|2]
-[--hidden z] [--epochs N] [--baseline]``.
+[--hidden z] [--epochs N] [--baseline]``; ``--task asr`` (Whisper): mimic layers that feed
+the teacher's decoder, trained on sentences and scored by WER (`asr`, `asr_pipeline`).
 """
+from .asr_pipeline import AsrMimicResult, run_asr
 from .config import MimicConfig, MimicError
 from .data import BOUNDARY, FEATURES, LAST, MimicData, build_data, cache_targets, find_boundary
 from .fit import fit_mimic, fit_teacher_head, stage1, stage2
@@ -18,8 +20,8 @@ from .model import MimicModel, front_end_copy
 from .pipeline import MimicResult, choose_boundary, run
 
 __all__ = [
-    "BOUNDARY", "FEATURES", "KINDS", "LAST", "LinearMimic", "MimicConfig", "MimicData", "MimicError",
-    "MimicModel", "MimicResult", "TransformerMimic", "build_data", "cache_targets", "find_boundary",
-    "choose_boundary", "fit_mimic", "fit_teacher_head", "front_end_copy", "make_layer", "run", "stage1",
-    "stage2",
+    "AsrMimicResult", "BOUNDARY", "FEATURES", "KINDS", "LAST", "LinearMimic", "MimicConfig",
+    "MimicData", "MimicError", "MimicModel", "MimicResult", "TransformerMimic", "build_data", "cache_targets", "find_boundary",
+    "choose_boundary", "fit_mimic", "fit_teacher_head", "front_end_copy", "make_layer", "run", "run_asr",
+    "stage1", "stage2",
 ]

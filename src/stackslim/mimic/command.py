@@ -2,6 +2,7 @@
 
     stackslim mimic whisper-base synth-commands --out runs/mimic --kind linear --hidden 512
     stackslim mimic random:wavlm my_data/ --out runs/m --layers 2 --epochs 10 --baseline
+    stackslim mimic whisper-tiny.en synth-sentences --out runs/ma --task asr --kind transformer --positions
 
 Writes ``DIR/config.json``, ``DIR/model/`` and ``DIR/mimic.json``, and prints the comparison
 with the teacher.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..config import add_method_args, config_from_args
 from . import pipeline
+from .asr_pipeline import AsrMimicResult
 from .config import MimicConfig
 
 COMMAND = "mimic"
@@ -27,6 +29,12 @@ def run(ns: argparse.Namespace) -> int:
     cfg = config_from_args(MimicConfig, ns)
     res = pipeline.run(ns.model, ns.data, ns.out, cfg, progress=not ns.quiet, force=ns.force)
     if res is None:  # a torchrun rank other than 0
+        return 0
+    if isinstance(res, AsrMimicResult):
+        print(f"{res.model} on {res.data} (asr: {res.sentences['train']} pool sentences, "
+              f"{res.sentences['eval']} eval): {cfg.layers} x {cfg.kind} mimic layer(s), z={cfg.hidden}")
+        print(res.table())
+        print(f"wrote {Path(ns.out) / 'mimic.json'} and {res.model_dir}")
         return 0
     print(f"{res.model} on {res.data} ({res.task['task']}, {res.task['classes']} classes): "
           f"{cfg.layers} x {cfg.kind} mimic layer(s), z={cfg.hidden}"

@@ -52,7 +52,10 @@ class MimicConfig:
         "help": "train clips used to find the blocks (2 layers, boundary 0)"})
     baseline: bool = field(default=False, metadata={
         "help": "non-mimicker baseline: skip stage 1, train random mimic layers on the task"})
-    task: str = field(default="word", metadata={"help": "task column to classify (word, speaker, ...)"})
+    task: str = field(default="word", metadata={
+        "help": "task column to classify (word, speaker, ...), or 'asr' (Whisper only): train on "
+                "the data set's split=pool sentences to feed the teacher's decoder, WER on its "
+                "split=eval sentences"})
     max_clips: int = field(default=0, metadata={
         "help": "seeded subset of the data set for quick runs (0: every clip)"})
     unlabelled: str = field(default="", metadata={"help": f"{UNLABELLED_HELP}; in stage 1"})
@@ -75,6 +78,16 @@ class MimicConfig:
                           "shuffling) and max_minutes (a wall-clock cap per stage, 0: none) hold "
                           "for stage 2 too"})
     task_epochs: int = field(default=30, metadata={"help": "stage 2 (task loss) maximum epochs"})
+    asr_weight: float = field(default=1.0, metadata={
+        "help": "--task asr, stage 2: weight of the decoder loss (teacher-forced cross-entropy of "
+                "the teacher's transcripts) added to the stage-1 loss"})
+    window: float = field(default=0.0, metadata={
+        "help": "--task asr: seconds each training sentence is padded to with silence (0: "
+                "max(6 s, clip + 3.5 s); 30: Whisper's own window, about 5x the cost); WER is "
+                "always measured in the 30 s window. whisper-tiny.en repeats itself on about 1 "
+                "synth sentence in 5 at 6 s, which spoils its transcripts as targets: 10 s does not"})
+    eval_clips: int = field(default=0, metadata={
+        "help": "--task asr: eval sentences transcribed for WER, evenly spread (0: all)"})
     task_lr: float = field(default=3e-4, metadata={"help": "stage 2 AdamW learning rate"})
     head_epochs: int = field(default=30, metadata={"help": "teacher head maximum epochs"})
     encode_batch: int = field(default=16, metadata={"help": "clips per teacher forward when caching"})
@@ -91,14 +104,14 @@ class MimicConfig:
         t = self.train
         values = {**{n: getattr(self, n) for n in (
             "hidden", "heads", "boundary", "block_clips", "max_clips", "max_unlabelled", "task_epochs",
-            "head_epochs", "encode_batch", "latency_batch", "latency_repeats")},
+            "head_epochs", "encode_batch", "latency_batch", "latency_repeats", "eval_clips")},
             "batch_size": t.batch_size, "epochs": t.epochs, "patience": t.patience}
         for name in ("hidden", "batch_size", "encode_batch", "latency_batch", "latency_repeats",
                      "block_clips"):
             if values[name] < 1:
                 raise MimicError(f"--{name.replace('_', '-')} must be >= 1, got {values[name]}")
         for name in ("heads", "boundary", "max_clips", "max_unlabelled", "epochs", "task_epochs",
-                     "head_epochs", "patience"):
+                     "head_epochs", "patience", "eval_clips"):
             if values[name] < 0:
                 raise MimicError(f"--{name.replace('_', '-')} must be >= 0, got {values[name]}")
         if t.lr <= 0 or self.task_lr <= 0:
@@ -109,6 +122,10 @@ class MimicConfig:
             raise MimicError(f"--temperature must be > 0, got {self.temperature}")
         if not (0.0 <= self.mask_time < 1.0 and 0.0 <= self.mask_channels < 1.0):
             raise MimicError("--mask-time and --mask-channels must lie in [0, 1)")
+        if self.asr_weight < 0:
+            raise MimicError(f"--asr-weight must be >= 0, got {self.asr_weight}")
+        if not (self.window == 0 or 0 < self.window <= 30):
+            raise MimicError(f"--window must be 0 or lie in (0, 30] seconds, got {self.window}")
         if t.max_minutes < 0:
             raise MimicError(f"--max-minutes must be >= 0, got {t.max_minutes}")
 

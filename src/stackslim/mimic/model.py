@@ -96,19 +96,21 @@ def _front_end_from_config(meta: dict) -> Encoder:
 
 
 class MimicModel(nn.Module):
-    """Front end (frozen) → mimic layers → classifier head.
+    """Front end (frozen) → mimic layers → classifier head (none for transcription: the
+    teacher's Whisper decoder reads the last mimic layer's output).
 
     Args:
         front: the zero-layer front end (`front_end_copy`).
         layers: 1 or 2 mimicking layers, (B, T, d) → (B, T, d) each.
-        head: the task head, reading the last mimic layer's output.
+        head: the task head, reading the last mimic layer's output; None for a mimic whose
+            states a Whisper decoder reads (`--task asr`).
         kind, hidden, heads: how the layers were built (kept for saving).
         positions: add the family's positional encoding before the layers.
         class_names: names of the head's classes (for `predict`).
         info: free-form provenance saved with the model (teacher name, boundary, ...).
     """
 
-    def __init__(self, front: Encoder, layers: nn.ModuleList, head: ClassifierHead, kind: str,
+    def __init__(self, front: Encoder, layers: nn.ModuleList, head: ClassifierHead | None, kind: str,
                  hidden: int, heads: int = 0, positions: bool = False,
                  class_names: Sequence[str] | None = None, info: dict | None = None):
         super().__init__()
@@ -120,13 +122,13 @@ class MimicModel(nn.Module):
         self.info = dict(info or {})
 
     @classmethod
-    def from_teacher(cls, enc: Encoder, head: ClassifierHead, kind: str = "linear",
+    def from_teacher(cls, enc: Encoder, head: ClassifierHead | None, kind: str = "linear",
                      num_layers: int = 1, hidden: int = 512, heads: int = 0,
                      positions: bool = False, class_names: Sequence[str] | None = None,
                      info: dict | None = None, seed: int = 0) -> "MimicModel":
-        """Front end copied from `enc`, new mimic layers (seeded init), a copy of `head`."""
+        """Front end copied from `enc`, new mimic layers (seeded init), a copy of `head` (or none)."""
         d = enc.hidden_size
-        if head.hidden_size != d:
+        if head is not None and head.hidden_size != d:
             raise MimicError(f"head reads size {head.hidden_size}, the encoder gives {d}")
         if kind == "transformer" and not heads:
             cfg = enc.model.config
@@ -173,6 +175,8 @@ class MimicModel(nn.Module):
 
     def logits_from_features(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, C) logits from cached features h (B, T, d)."""
+        if self.head is None:
+            raise MimicError("this mimic model has no classifier head (it was trained for --task asr)")
         return self.head(self.mimic_states(h, lengths)[-1], lengths)
 
     def forward(self, waves: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
@@ -197,9 +201,10 @@ class MimicModel(nn.Module):
         """Unique parameters of "all", "front_end" (only what runs), "stack" (mimic layers), "head"."""
         keep = used_prefixes(self.front, self.positions)
         front = [p for k, p in self.front.model.named_parameters() if k.startswith(keep)]
-        parts = {"front_end": [front], "stack": [self.layers], "head": [self.head]}
+        head = [self.head] if self.head is not None else []
+        parts = {"front_end": [front], "stack": [self.layers], "head": head}
         if part == "all":
-            return count_params(front, self.layers, self.head)
+            return count_params(front, self.layers, *head)
         if part not in parts:
             raise ValueError(f"part must be all, front_end, stack or head, got {part!r}")
         return count_params(*parts[part])
@@ -213,7 +218,8 @@ class MimicModel(nn.Module):
         return {
             "format": FORMAT, "kind": self.kind, "num_layers": len(self.layers),
             "hidden": self.hidden, "heads": self.heads, "positions": self.positions,
-            "hidden_size": self.hidden_size, "head": self.head.config(),
+            "hidden_size": self.hidden_size,
+            "head": self.head.config() if self.head is not None else None,
             "class_names": self.class_names, "info": self.info,
             "front_end": {"family": front.family, "name": front.name,
                           "mode": getattr(front, "mode", None),
@@ -225,7 +231,8 @@ class MimicModel(nn.Module):
         """The saved keys and the model's own tensors under them (no copy; meta works too)."""
         sd = {f"front_end.{k}": v for k, v in self.front_end_state().items()}
         sd.update({f"layers.{k}": v for k, v in self.layers.state_dict().items()})
-        sd.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        if self.head is not None:
+            sd.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
         return sd
 
     def state_for_saving(self) -> dict[str, torch.Tensor]:
@@ -268,7 +275,7 @@ class MimicModel(nn.Module):
             front = _front_end_from_config(meta["front_end"])
             layers = nn.ModuleList(make_layer(meta["kind"], meta["hidden_size"], meta["hidden"], meta["heads"])
                                    for _ in range(meta["num_layers"]))
-            head = ClassifierHead(h["hidden_size"], h["num_classes"], h["proj_size"])
+            head = ClassifierHead(h["hidden_size"], h["num_classes"], h["proj_size"]) if h else None
         model = cls(front, layers, head, meta["kind"], meta["hidden"], meta["heads"],
                     meta["positions"], meta["class_names"], meta["info"])
         saved = load_file(str(path / WEIGHTS_FILE))
@@ -284,7 +291,8 @@ class MimicModel(nn.Module):
         strip = lambda prefix: {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}  # noqa: E731
         assign_tensors(front.model, strip("front_end."), requires_grad=False)
         assign_tensors(model.layers, strip("layers."))
-        assign_tensors(model.head, strip("head."))
+        if head is not None:
+            assign_tensors(model.head, strip("head."))
         fill_meta(model)
         for p in front.parameters():
             p.requires_grad_(False)

@@ -21,6 +21,8 @@ from ..heads import Task, accuracy
 from ..models import Encoder
 from ..results import provenance
 from ..run import start_run
+from .asr import ASR
+from .asr_pipeline import AsrMimicResult, run_asr
 from .config import MimicConfig, MimicError
 from .data import LAST, build_data, check_encoder, find_boundary
 from .evaluate import comparison_table, mimic_numbers, ratios, teacher_numbers
@@ -89,8 +91,9 @@ def choose_boundary(enc: Encoder, task: Task, cfg: MimicConfig,
 
 def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
         out: str | os.PathLike, cfg: MimicConfig = MimicConfig(), *, progress: bool = True,
-        force: bool = False) -> MimicResult | None:
+        force: bool = False) -> "MimicResult | AsrMimicResult | None":
     """Train a mimic model for `model` on `data`'s task and compare it with the teacher.
+    With ``cfg.task == "asr"``: `asr_pipeline.run_asr` (Whisper; WER instead of accuracy).
 
     Args:
         model: an encoder spec for `load_encoder` (or an `Encoder`).
@@ -105,6 +108,8 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         under torchrun (they encode their shard of the clips and train with DDP; rank 0
         measures, saves and writes).
     """
+    if cfg.task == ASR:
+        return run_asr(model, data, out, cfg, progress=progress, force=force)
     seed = cfg.train.seed
     # a bad unlabelled set fails here, before anything is written
     pool = unlabelled_clips(cfg.unlabelled, cfg.max_unlabelled, seed)[0] if cfg.unlabelled else None
