@@ -220,3 +220,31 @@ def test_cli_refuses_a_bad_margin(asr_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "--wer-margin" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_recover_local_fits_the_kept_layers_to_the_teacher(graded, asr_dir, tmp_path):
+    """--recover local: the saved pruned stack's last state moves toward the teacher's on the
+    scored clips, and pruning.json records the fit and the eval WER after it."""
+    enc, clips = graded
+    cfg = PruneConfig(task="asr", strategies=("backward",), asr_clips=4, eval_clips=0, wer_margin=50.0,
+                      recover="local", recover_epochs=4, recover_lr=1e-3)
+    run_asr(enc, asr_dir, tmp_path / "o", cfg, progress=False, tokenizer=WordTokenizer())
+    d = json.loads((tmp_path / "o" / "pruning.json").read_text())
+    rec = d["best"]["recovered"]
+    deleted = [k - 1 for k in d["best"]["deleted_layers"]]
+    assert deleted and rec["method"] == "local" and rec["clips"] == 4 and 0 <= rec["eval_wer"]
+    assert all(g["loss_after"] < g["loss_before"] for g in rec["groups"])
+    saved = load_encoder(tmp_path / "o" / "model")
+    plain = enc.without_layers(deleted)
+
+    def err(student):
+        a = student.hidden_states(clips.score).states[-1]
+        t = enc.hidden_states(clips.score).states[-1]
+        return float(((a - t) ** 2).sum() / (t ** 2).sum())
+
+    assert err(saved) < 0.9 * err(plain)
+
+
+def test_recover_needs_task_asr():
+    with pytest.raises(PruneError, match="--recover local is for --task asr"):
+        PruneConfig(recover="local")

@@ -18,6 +18,7 @@ class PruneError(StackslimError):
     a stack too short to prune, a folder that holds no pruned model (one-line message)."""
 
 
+RECOVER = ("none", "local")
 PAPER_STRATEGIES = ("forward", "backward", "bi", "knn-bi")
 OUR_STRATEGIES = ("iterative", "greedy", "blocks", "greedy-refit", "beam", "beam-refit")
 ALL_STRATEGIES = PAPER_STRATEGIES + OUR_STRATEGIES
@@ -87,12 +88,26 @@ class PruneConfig:
     eval_clips: int = field(default=120, metadata={
         "help": "--task asr: clips of DATA's split=eval transcribed for the reported WER, evenly "
                 "spread (0: all)"})
+    recover: str = field(default="none", metadata={
+        "help": "--task asr: after the deletion, 'local' fits each kept layer to the teacher layer "
+                "it stands for (layer-wise reconstruction on the scored clips' cached teacher "
+                "states, sequential), then measures the eval WER again; 'none': no training",
+        "choices": RECOVER})
+    recover_epochs: int = field(default=20, metadata={"help": "epochs of the layer-wise fit (--recover local)"})
+    recover_lr: float = field(default=3e-4, metadata={"help": "learning rate of the layer-wise fit"})
     cache_mb: int = field(default=2048, metadata={"help": "memory for re-used partial stack outputs (MB, per process)"})
 
     def __post_init__(self) -> None:
         if not (isinstance(self.wer_margin, (int, float)) and math.isfinite(self.wer_margin)
                 and 0.0 <= self.wer_margin < 100.0):
             raise PruneError(f"--wer-margin must be a number of WER points in [0, 100), got {self.wer_margin}")
+        if self.recover not in RECOVER:
+            raise PruneError(f"--recover must be one of {', '.join(RECOVER)}, got {self.recover!r}")
+        if self.recover != "none" and self.task != "asr":
+            raise PruneError("--recover local is for --task asr (the word task re-fits its head)")
+        if self.recover_epochs < 1 or not self.recover_lr > 0:
+            raise PruneError(f"--recover-epochs must be >= 1 and --recover-lr > 0, got "
+                             f"{self.recover_epochs} and {self.recover_lr}")
         if self.asr_clips < 1 or self.eval_clips < 0:
             raise PruneError(f"--asr-clips must be >= 1 and --eval-clips >= 0, got {self.asr_clips} "
                              f"and {self.eval_clips}")

@@ -30,10 +30,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..data import AudioDataset
-from ..evaluate.wer import load_tokenizer
+from ..evaluate.wer import load_tokenizer, pad_silence, whisper_wer
 from ..models import Encoder, load_encoder
 from ..results import provenance
 from ..run import start_run
+from ..share.local import fit_local
+from ..share.recover import distill_cache
+from ..train import TrainConfig
 from .asr import AsrClips, Transcripts, WerCurve, asr_clips, padded_states, wer_curve
 from .config import PAPER_STRATEGIES, PruneConfig, PruneError
 from .plots import plot_curves
@@ -222,15 +225,40 @@ def run_asr(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioD
         if cfg.save_model:
             b = result.best
             deleted = [d - 1 for d in b["deleted_layers"]]
-            # --recover local (layer-wise reconstruction of the kept layers on cached teacher
-            # states, share/) goes here: fit enc.without_layers(deleted), evaluate it with
-            # evaluate.wer.whisper_wer on the same eval clips, record it in best["recovered"]
-            save_pruned(enc, deleted, None, r.out / "model",
+            small = None
+            if cfg.recover == "local" and deleted:
+                small, b["recovered"] = recover_local(enc, deleted, whisper, tokenizer, clips, cfg, progress)
+            save_pruned(enc, deleted, None, r.out / "model", small=small,
                         meta={"task": "asr", "strategy": b["strategy"], "agreement_wer": b["agreement_wer"],
                               "eval_wer": b["eval_wer"], "teacher_eval_wer": b["teacher_eval_wer"],
-                              "wer_margin_points": cfg.wer_margin, "source_model": result.model})
+                              "wer_margin_points": cfg.wer_margin, "source_model": result.model,
+                              "recovered": b["recovered"]})
         r.write_json("pruning.json", result.to_json())  # last: it marks a finished run
     return result
+
+
+def recover_local(enc: Encoder, deleted: list[int], whisper, tokenizer, clips: AsrClips,
+                  cfg: PruneConfig, progress: bool = True) -> tuple[Encoder, dict]:
+    """`--recover local`: the pruned stack with each kept layer fitted to the teacher state it
+    stands for (`share.local.fit_local`, sequential: kept layer j of teacher index k_j matches
+    state k_j + 1, the last kept layer the teacher's last state L), on the scored clips (never
+    eval), each followed by silence as the decoder loss reads sentences; and its eval WER."""
+    t0 = time.monotonic()
+    L = enc.num_layers
+    small = enc.without_layers(deleted)
+    targets = [k + 1 for k in kept_layers(L, deleted)]
+    targets[-1] = L  # what the decoder reads: the teacher's last state, after the final norm
+    waves = pad_silence(clips.score)
+    cache = distill_cache(enc, ((waves[i : i + BATCH], list(range(i, min(i + BATCH, len(waves)))))
+                                for i in range(0, len(waves), BATCH)),
+                          total=len(waves), states="all", desc="teacher states (recovery)", progress=progress)
+    fit = TrainConfig(epochs=cfg.recover_epochs, lr=cfg.recover_lr, batch_size=8, seed=cfg.train.seed)
+    log = fit_local(small, cache, fit, "sequential", progress=progress, targets=targets)
+    w = whisper_wer(small, whisper, tokenizer, clips.eval, clips.references)
+    rnd = lambda x: round(x, 6)  # noqa: E731
+    return small, {"method": "local", "eval_wer": rnd(w["wer"]), "eval_interval": [rnd(x) for x in w["interval"]],
+                   "eval_transcripts": w["hypotheses"][:5], "clips": len(waves), "epochs": cfg.recover_epochs,
+                   "lr": cfg.recover_lr, "groups": log.groups, "seconds": time.monotonic() - t0}
 
 
 def write_plot(result: AsrPruneResult, path: str | os.PathLike) -> Path:

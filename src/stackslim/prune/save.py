@@ -65,18 +65,21 @@ def load_head(folder: str | os.PathLike) -> tuple[ClassifierHead, dict[str, Any]
 
 
 def save_pruned(enc: Encoder, deleted: Sequence[int], head: ClassifierHead | None, path: str | os.PathLike,
-                meta: dict[str, Any] | None = None) -> Path:
+                meta: dict[str, Any] | None = None, small: Encoder | None = None) -> Path:
     """Write `enc` without the 0-based layers `deleted`, and `head`, as one folder (atomically).
 
     With `head` None (--task asr: a Whisper model keeps its own decoder) `meta` goes into
     pruned.json instead. `meta` goes into head.json (e.g. class names, task); the deleted layers are added there in
     1-based numbering (`deleted_layers`) beside the 0-based indices (`deleted_indices`).
+    `small`: the pruned encoder to write when its kept layers were trained after the deletion
+    (default: `enc.without_layers(deleted)`).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise PruneError(f"output {str(path)!r} exists and is not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    small = enc.without_layers(list(deleted)) if len(deleted) else enc
+    if small is None:
+        small = enc.without_layers(list(deleted)) if len(deleted) else enc
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         small.save(work / "model")
