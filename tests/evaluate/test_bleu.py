@@ -15,6 +15,7 @@ from stackslim.evaluate.bleu import (
     corpus_chrf,
     multilingual_wer,
     normalize_multilingual,
+    score_table,
 )
 from stackslim.models.base import EncoderError
 
@@ -60,6 +61,27 @@ def test_bootstrap_interval_brackets_the_score():
     lo, hi = bootstrap_interval(score, HYPS, REFS, n=200)
     assert lo <= score(HYPS, REFS) <= hi and lo < hi
     assert bootstrap_interval(score, HYPS, REFS, n=200) == (lo, hi)  # seeded
+
+
+def test_score_table_per_language_and_overall_equals_rescoring():
+    langs = ["de", "de", "fr", "fr", "es", "es"]
+    texts = [h.lower() for h in HYPS[::-1]]  # same-language transcripts, against REFS as sources
+    t = score_table(HYPS, REFS, langs, texts, REFS, n=200)
+    assert list(t) == ["de", "fr", "es", "all"]
+    for lang in t:
+        ix = [i for i, x in enumerate(langs) if lang in ("all", x)]
+        h, r, x = [HYPS[i] for i in ix], [REFS[i] for i in ix], [texts[i] for i in ix]
+        assert t[lang]["clips"] == len(ix)
+        assert t[lang]["bleu"] == pytest.approx(corpus_bleu(h, r)["score"])
+        assert t[lang]["chrf"] == pytest.approx(corpus_chrf(h, r)["score"])
+        assert t[lang]["wer_pct"] == pytest.approx(100 * multilingual_wer(r, x))
+        # resampling summed sentence statistics = rescoring resampled sentences, same draws
+        for name, fn in (("bleu", lambda a, b: corpus_bleu(a, b)["score"]),
+                         ("chrf", lambda a, b: corpus_chrf(a, b)["score"])):
+            assert t[lang][f"{name}_ci95"] == pytest.approx(list(bootstrap_interval(fn, h, r, n=200)))
+        assert t[lang]["wer_ci95"] == pytest.approx(
+            list(bootstrap_interval(lambda a, b: 100 * multilingual_wer(b, a), x, r, n=200)))
+    assert "wer_pct" not in score_table(HYPS, REFS, langs, n=10)["all"]
 
 
 # -- the decoder prompt and real translation ------------------------------------------------
