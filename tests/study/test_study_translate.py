@@ -167,3 +167,30 @@ def test_option_on_by_default_off_with_a_flag_and_recorded(monkeypatch, tmp_path
     d = StudyResult("m", "whisper", 6, "d", 1, seen[0], translate={"skipped": "x"}).to_json()
     assert d["config"]["translate"] is False and d["translate"] == {"skipped": "x"}
     assert "translate" not in StudyResult("m", "whisper", 6, "d", 1, seen[1]).to_json()
+
+
+def test_study_runs_the_step_and_its_scores_reach_every_output(fake, monkeypatch, tone_data, tmp_path):
+    """The whole study on a tiny random Whisper encoder: the step runs after `wer`, its scores
+    land on the side-by-side rows, in results.json and in the report; --no-translate drops it."""
+    _tokenizer(monkeypatch)
+    fake.teacher = None  # the study loads its own teacher: every encoder scores as a variant
+    out = tmp_path / "s"
+    args = ["study", "random:whisper", str(tone_data), "--quick", "--out", str(out), "--max-clips", "24",
+            "--analyze-clips", "12", "--strategies", "backward", "--mimic-grid", "linear-1-16",
+            "--share-grid", "K2-r2", "--mimic-epochs", "1", "--recover-epochs", "0",
+            "--latency-clips", "1", "--share-init", "svd", "--translate-clips", "2", "--quiet"]
+    assert main(args) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["config"]["translate"] is True and r["config"]["translate_clips"] == 2
+    assert ("clips", "synth-translate", "eval", 2) in fake.calls
+    assert r["steps_run"].index("translate") == r["steps_run"].index("wer") + 1
+    rows = r["compare"]["rows"]
+    assert set(r["translate"]["scores"]) == {row_key(x["variant"]) for x in rows}
+    for row in rows:
+        assert row["bleu"] == r["translate"]["scores"][row_key(row["variant"])]["all"]["bleu"]
+        assert set(row["translation"]) == {"de", "fr", "all"}
+    assert "Speech translation and other languages" in (out / "report.html").read_text()
+    assert main([*args, "--no-translate"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert "translate" not in r and "translate" not in r["steps_run"] + r["steps_skipped"]
+    assert "bleu" not in r["compare"]["rows"][0] and r["steps_skipped"][:2] == ["analyze", "prune"]
