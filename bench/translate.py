@@ -20,11 +20,12 @@ padded to 30 s) and decoded greedily twice from the same states: ``<|LANG|><|tra
 against the source text, Whisper's BasicTextNormalizer). Every number has a percentile bootstrap
 95% interval over clips (1000 resamples, `evaluate.bleu.score_table`).
 
-    python bench/translate.py [--clips 30] [--threads 2] [--recover-minutes 12] \\
+    python bench/translate.py [--clips 30] [--threads 2] [--recover-minutes 10] \\
         [--share-dir /tmp/stackslim-bench-translate-share]   # reused when it holds a model
+        [--reuse]   # keep the variants already in bench/results/translate.json (same clips)
 
-Writes bench/results/translate.json and translate.md (after every variant, so a cut-short run
-keeps what it measured).
+Writes bench/results/translate.json (with every clip's translation and transcript) and
+translate.md after every variant, so a cut-short run keeps what it measured.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def _share_config(minutes: float, unlabelled: int) -> ShareConfig:
     base = ShareConfig()
     return ShareConfig(group=3, rank=16, init="aware", align=True, recover_states="last",
                        unlabelled="synth-translate", max_unlabelled=unlabelled, asr_weight=1.0,
-                       max_clips=1000, wer_clips=0, latency_clips=0,
+                       max_clips=600, wer_clips=0, latency_clips=0,
                        train=replace(base.train, epochs=100, max_minutes=minutes))
 
 
@@ -69,7 +70,7 @@ def _shared(enc, folder: Path, minutes: float, unlabelled: int) -> tuple[object,
     info = {"stack_ratio": r["size"]["stack_ratio"], "groups": r["groups"],
             "command": f"stackslim share {MODEL} synth-commands --out DIR --group 3 --rank 16 "
                        f"--init aware --align --recover-states last --unlabelled synth-translate "
-                       f"--max-unlabelled {unlabelled} --asr-weight 1.0 --max-clips 1000 "
+                       f"--max-unlabelled {unlabelled} --asr-weight 1.0 --max-clips 600 "
                        f"--wer-clips 0 --latency-clips 0 --epochs 100 --max-minutes {minutes}",
             "recovery_epochs": rec.get("epochs_run"), "recovery_stopped_by": rec.get("stopped_by"),
             "recovery_seconds": rec.get("seconds"), "recovery_data": rec.get("data"),
@@ -107,12 +108,14 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=30, help="eval clips per language")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--study", default=str(STUDY), help="a study's results.json (pruning order)")
-    ap.add_argument("--recover-minutes", type=float, default=12.0,
+    ap.add_argument("--recover-minutes", type=float, default=10.0,
                     help="wall-clock cap of the shared variant's recovery")
-    ap.add_argument("--unlabelled", type=int, default=240,
+    ap.add_argument("--unlabelled", type=int, default=180,
                     help="synth-translate train clips in the shared variant's recovery")
     ap.add_argument("--share-dir", default="/tmp/stackslim-bench-translate-share")
     ap.add_argument("--no-shared", action="store_true", help="skip the shared variant")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the variants measured on the same clips by an earlier run")
     a = ap.parse_args()
     set_threads(a.threads)
     enc = load_encoder(MODEL)
@@ -139,7 +142,10 @@ def main() -> None:
                       "seconds": {}},
            "units": {"bleu": "sacrebleu BLEU 0-100", "chrf": "sacrebleu chrF2 0-100",
                      "wer_pct": "% of reference words", "stack_ratio": "stack parameters / teacher's"},
-           "rows": [], "examples": {}}
+           "rows": [], "examples": {}, "outputs": {}}
+    old = json.loads((ROOT / "bench/results/translate.json").read_text()) if a.reuse else {}
+    if old.get("inputs", {}).get("clips_per_language") != a.clips:
+        old = {}
     clips = translation_clips("synth-translate", split="eval", n_per_language=a.clips)
     if not a.no_shared:
         def shared_variant():
@@ -148,8 +154,19 @@ def main() -> None:
             doc["inputs"]["shared"] = info
             doc["inputs"]["seconds"]["share_run"] = round(time.perf_counter() - t0, 1)
             return sh
-        variants.append(("shared K3-r16 (aware, recovered on synth-translate train)", shared_variant, None))
+        variants.insert(1, ("shared K3-r16 (aware, recovered on synth-translate train)", shared_variant, None))
     for name, make, ratio in variants:
+        kept = [r for r in old.get("rows", []) if r["encoder"] == name]
+        if kept:  # measured on the same clips by an earlier run (--reuse)
+            doc["rows"] += kept
+            doc["examples"][name] = old["examples"][name]
+            doc["inputs"]["seconds"][name] = old["inputs"]["seconds"][name]
+            if name in old.get("outputs", {}):
+                doc["outputs"][name] = old["outputs"][name]
+            for k in ("bleu_signature", "chrf_signature", "shared"):
+                if k in old["inputs"] and (k != "shared" or name.startswith("shared")):
+                    doc["inputs"][k] = old["inputs"][k]
+            continue
         e = make()
         ratio = ratio if ratio is not None else doc["inputs"]["shared"]["stack_ratio"]
         t0 = time.perf_counter()
@@ -170,6 +187,7 @@ def main() -> None:
                     "translation": res["hypotheses"][i], "transcript": res["transcripts"][i]}
                    for i in [j for j, x in enumerate(clips.languages) if x == lang][:2]]
             for lang in LANGUAGES}
+        doc["outputs"][name] = {"translations": res["hypotheses"], "transcripts": res["transcripts"]}
         write_results("translate", doc, _markdown(doc))
         print(_markdown(doc), flush=True)
 

@@ -147,3 +147,29 @@ def test_broken_task_token_scores_lower(base, german, translated):
     good = corpus_bleu(translated, refs)["score"]
     broken = corpus_bleu(_decode(base, states, "transcribe"), refs)["score"]  # German text
     assert broken < good / 2
+
+
+def test_translation_clips_first_or_spread_over_sentences(tmp_path):
+    import wave
+
+    import numpy as np
+
+    from stackslim.evaluate.bleu import translation_clips
+
+    tone = (np.sin(np.arange(1600) / 3) * 8000).astype("<i2").tobytes()
+    lines = ["path,label,language,source_text,reference_en,speaker,split"]
+    for lang in ("de", "fr"):
+        for k in range(5):  # sentence k in voices a and b, sentence 4 in train
+            for v in "ab":
+                name = f"{lang}{k}{v}.wav"
+                with wave.open(str(tmp_path / name), "wb") as w:
+                    w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(tone)
+                split = "train" if k == 4 else "eval"
+                lines.append(f"{name},s{k},{lang},{lang} s{k},en s{k},{v},{split}")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    first = translation_clips(str(tmp_path), n_per_language=3)
+    assert first.sources == ["de s0", "de s0", "de s1", "fr s0", "fr s0", "fr s1"]
+    spread = translation_clips(str(tmp_path), n_per_language=3, spread=True)
+    assert spread.sources == ["de s0", "de s2", "de s3", "fr s0", "fr s2", "fr s3"]  # of 8 each
+    assert spread.references[2] == "en s3" and spread.languages == ["de"] * 3 + ["fr"] * 3
+    assert len(translation_clips(str(tmp_path), n_per_language=99, spread=True).waves) == 16

@@ -40,8 +40,8 @@ def fake(monkeypatch):
     calls = []
     clips = TranslationClips([np.zeros(1600, np.float32)] * 4, LANGS, SOURCES, REFS)
 
-    def fake_clips(data, split, n_per_language):
-        calls.append(("clips", data, split, n_per_language))
+    def fake_clips(data, split, n_per_language, spread):
+        calls.append(("clips", data, split, n_per_language, spread))
         return clips
 
     def fake_scores(enc, whisper, tok, waves, langs, refs, sources=None):
@@ -67,7 +67,7 @@ def _tokenizer(monkeypatch, multilingual=True, missing=False):
 def test_step_scores_teacher_and_every_variant_per_language_with_intervals(fake, monkeypatch, tmp_path):
     _tokenizer(monkeypatch)
     s = tr.translate_step("whisper-base", fake.teacher, "synth-translate", 2, PRUNE, {}, {})(tmp_path)
-    assert ("clips", "synth-translate", "eval", 2) in fake.calls
+    assert ("clips", "synth-translate", "eval", 2, True) in fake.calls
     assert set(s["scores"]) == {"teacher", "pruned:bi"}  # every variant with a decoder path
     assert s["languages"] == ["de", "fr"] and s["clips"] == 4 and s["clips_per_language"] == 2
     t, p = s["scores"]["teacher"], s["scores"]["pruned:bi"]
@@ -182,7 +182,7 @@ def test_study_runs_the_step_and_its_scores_reach_every_output(fake, monkeypatch
     assert main(args) == 0
     r = json.loads((out / "results.json").read_text())
     assert r["config"]["translate"] is True and r["config"]["translate_clips"] == 2
-    assert ("clips", "synth-translate", "eval", 2) in fake.calls
+    assert ("clips", "synth-translate", "eval", 2, True) in fake.calls
     assert r["steps_run"].index("translate") == r["steps_run"].index("wer") + 1
     rows = r["compare"]["rows"]
     assert set(r["translate"]["scores"]) == {row_key(x["variant"]) for x in rows}

@@ -165,13 +165,16 @@ class TranslationClips(NamedTuple):
 
 def translation_clips(data: str = "synth-translate", split: str | None = "eval",
                       n_per_language: int | None = None,
-                      languages: Sequence[str] | None = None) -> TranslationClips:
+                      languages: Sequence[str] | None = None, spread: bool = False) -> TranslationClips:
     """The clips of a translation data set (manifest with ``language`` and ``reference_en``).
 
     Args:
         data: ``synth-translate``, a folder with a manifest, or a CSV manifest.
         split: keep rows with this ``split`` value (None: all rows).
-        n_per_language: the first ``n`` clips of each language (default all).
+        n_per_language: ``n`` clips of each language (default all): the first ones, or with
+            `spread` ``n`` evenly spaced over the language's clips in manifest order (in
+            synth-translate, sentence by sentence in 3 voices: ``n`` different sentences in
+            every voice instead of ``n / 3`` sentences).
         languages: keep these languages only (default all in the manifest).
 
     Raises:
@@ -182,16 +185,16 @@ def translation_clips(data: str = "synth-translate", split: str | None = "eval",
     p = Path(data)
     source = str(p / MANIFEST if p.is_dir() else p)
     check_translation_rows(ds.clips, source)
-    counts: dict[str, int] = {}
-    idx = []
+    by_lang: dict[str, list[int]] = {}
     for i, c in enumerate(ds.clips):
         lang = c.get("language")
-        if (split is not None and c.get("split") != split) or (languages and lang not in languages):
-            continue
-        if n_per_language is not None and counts.get(lang, 0) >= n_per_language:
-            continue
-        counts[lang] = counts.get(lang, 0) + 1
-        idx.append(i)
+        if (split is None or c.get("split") == split) and (not languages or lang in languages):
+            by_lang.setdefault(lang, []).append(i)
+    idx = []
+    for rows in by_lang.values():
+        n = len(rows) if n_per_language is None else min(n_per_language, len(rows))
+        pick = np.linspace(0, len(rows) - 1, n).round().astype(int) if spread else range(n)
+        idx += [rows[j] for j in pick]
     if not idx:
         raise EncoderError(f"{data}: no clips with split={split} to translate")
     clips = [ds.clips[i] for i in idx]

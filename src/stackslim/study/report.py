@@ -174,7 +174,8 @@ def write_report(r: dict, out: Path) -> Path:
                                          ("chrf", "chrF → en (95% CI)"),
                                          ("wer", "WER % same language (95% CI)")], highlight="all")
         page.paragraph(
-            f"The first {tr['clips_per_language']} eval clips per language of {tr['data']}, each "
+            f"{tr['clips_per_language']} eval clips per language of {tr['data']} (evenly spread: "
+            "different sentences), each "
             "read by the encoder (padded to 30 s) and decoded greedily by the original Whisper "
             "decoder twice: into English (task translate; sacrebleu BLEU "
             f"{tr['signatures'].get('bleu', '')} and chrF {tr['signatures'].get('chrf', '')} against "

@@ -3,7 +3,8 @@ English and same-language WER of the teacher and every compressed encoder with a
 path (pruned, mimic, shared), through the original decoder.
 
 For each language of the translation set (`--translate-data`, default synth-translate: German,
-French and Spanish) the first `--translate-clips` clips of its eval split are read by each
+French and Spanish) `--translate-clips` clips evenly spread over its eval split (different
+sentences, every voice) are read by each
 encoder (every clip padded to Whisper's 30 s window) and decoded greedily twice from the same
 states (`evaluate.bleu.translation_scores`): with ``<|LANG|><|translate|>`` (sacrebleu corpus
 BLEU and chrF2 against the English references) and ``<|LANG|><|transcribe|>`` (WER against the
@@ -41,7 +42,7 @@ def translate_step(model: str, enc: Encoder, data: str, clips_per_language: int,
         if not is_multilingual(whisper):
             return {"skipped": f"{model} is an English-only Whisper model: it has no language or "
                                "task tokens to translate or transcribe other languages"}
-        clips = translation_clips(data, split="eval", n_per_language=clips_per_language)
+        clips = translation_clips(data, split="eval", n_per_language=clips_per_language, spread=True)
         scores, outputs, sig = {}, {}, {}
         for name, e in whisper_variants(enc, prune_summary, mimic_summaries, share_summaries):
             res = translation_scores(e, whisper, tok, clips.waves, clips.languages,
