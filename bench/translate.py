@@ -22,10 +22,13 @@ against the source text, Whisper's BasicTextNormalizer). Every number has a perc
 
     python bench/translate.py [--clips 30] [--threads 2] [--recover-minutes 10] \\
         [--share-dir /tmp/stackslim-bench-translate-share]   # reused when it holds a model
-        [--reuse]   # keep the variants already in bench/results/translate.json (same clips)
+        [--reuse [JSON ...]]   # keep variants measured on the same clips by earlier runs
+        [--no-shared] [--no-pruned] [--name translate]
 
-Writes bench/results/translate.json (with every clip's translation and transcript) and
-translate.md after every variant, so a cut-short run keeps what it measured.
+Writes bench/results/NAME.json (with every clip's translation and transcript) and NAME.md after
+every variant, so a cut-short run keeps what it measured. Variants measured in separate
+processes (e.g. `--no-shared --name translate-pruned` beside `--no-pruned`) are gathered by
+`--reuse bench/results/translate.json bench/results/translate-pruned.json`.
 """
 from __future__ import annotations
 
@@ -114,8 +117,11 @@ def main() -> None:
                     help="synth-translate train clips in the shared variant's recovery")
     ap.add_argument("--share-dir", default="/tmp/stackslim-bench-translate-share")
     ap.add_argument("--no-shared", action="store_true", help="skip the shared variant")
-    ap.add_argument("--reuse", action="store_true",
-                    help="keep the variants measured on the same clips by an earlier run")
+    ap.add_argument("--no-pruned", action="store_true", help="skip the pruned variants")
+    ap.add_argument("--name", default="translate", help="results file name under bench/results")
+    ap.add_argument("--reuse", nargs="*", default=None,
+                    help="keep the variants measured on the same clips by earlier runs (their "
+                         "results JSON; default bench/results/translate.json)")
     a = ap.parse_args()
     set_threads(a.threads)
     enc = load_encoder(MODEL)
@@ -125,7 +131,7 @@ def main() -> None:
     strategy = best["best"]["strategy"]
     order = best["strategies"][strategy]["order"]  # 1-based layers in deletion order
     variants = [("teacher", lambda: enc, 1.0)]
-    for k in (1, 2):
+    for k in () if a.no_pruned else (1, 2):
         deleted = sorted(i - 1 for i in order[:k])
         variants.append((f"pruned -{k} ({strategy}: layer {', '.join(str(i + 1) for i in deleted)})",
                          lambda d=deleted: enc.without_layers(d), (L - k) / L))
@@ -143,9 +149,19 @@ def main() -> None:
            "units": {"bleu": "sacrebleu BLEU 0-100", "chrf": "sacrebleu chrF2 0-100",
                      "wer_pct": "% of reference words", "stack_ratio": "stack parameters / teacher's"},
            "rows": [], "examples": {}, "outputs": {}}
-    old = json.loads((ROOT / "bench/results/translate.json").read_text()) if a.reuse else {}
-    if old.get("inputs", {}).get("clips_per_language") != a.clips:
-        old = {}
+    old: dict = {"rows": [], "examples": {}, "outputs": {}, "inputs": {"seconds": {}}}
+    for path in ([] if a.reuse is None else a.reuse or [ROOT / "bench/results/translate.json"]):
+        prev = json.loads(Path(path).read_text())
+        if prev.get("inputs", {}).get("clips_per_language") != a.clips:
+            continue
+        have = {r["encoder"] for r in old["rows"]}
+        old["rows"] += [r for r in prev["rows"] if r["encoder"] not in have]
+        for k in ("examples", "outputs"):
+            old[k] = {**prev.get(k, {}), **old[k]}
+        old["inputs"]["seconds"] = {**prev["inputs"]["seconds"], **old["inputs"]["seconds"]}
+        for k in ("bleu_signature", "chrf_signature", "shared"):
+            if k in prev["inputs"]:
+                old["inputs"].setdefault(k, prev["inputs"][k])
     clips = translation_clips("synth-translate", split="eval", n_per_language=a.clips)
     if not a.no_shared:
         def shared_variant():
@@ -156,12 +172,12 @@ def main() -> None:
             return sh
         variants.insert(1, ("shared K3-r16 (aware, recovered on synth-translate train)", shared_variant, None))
     for name, make, ratio in variants:
-        kept = [r for r in old.get("rows", []) if r["encoder"] == name]
+        kept = [r for r in old["rows"] if r["encoder"] == name]
         if kept:  # measured on the same clips by an earlier run (--reuse)
             doc["rows"] += kept
             doc["examples"][name] = old["examples"][name]
             doc["inputs"]["seconds"][name] = old["inputs"]["seconds"][name]
-            if name in old.get("outputs", {}):
+            if name in old["outputs"]:
                 doc["outputs"][name] = old["outputs"][name]
             for k in ("bleu_signature", "chrf_signature", "shared"):
                 if k in old["inputs"] and (k != "shared" or name.startswith("shared")):
@@ -188,7 +204,7 @@ def main() -> None:
                    for i in [j for j, x in enumerate(clips.languages) if x == lang][:2]]
             for lang in LANGUAGES}
         doc["outputs"][name] = {"translations": res["hypotheses"], "transcripts": res["transcripts"]}
-        write_results("translate", doc, _markdown(doc))
+        write_results(a.name, doc, _markdown(doc))
         print(_markdown(doc), flush=True)
 
 
