@@ -119,6 +119,9 @@ def main() -> None:
     ap.add_argument("--no-shared", action="store_true", help="skip the shared variant")
     ap.add_argument("--no-pruned", action="store_true", help="skip the pruned variants")
     ap.add_argument("--name", default="translate", help="results file name under bench/results")
+    ap.add_argument("--reuse-only", action="store_true",
+                    help="with --reuse: only gather, measure nothing (a variant not found is left out)")
+    ap.add_argument("--language", default="", help="one language only (a part that --reuse joins)")
     ap.add_argument("--reuse", nargs="*", default=None,
                     help="keep the variants measured on the same clips by earlier runs (their "
                          "results JSON; default bench/results/translate.json)")
@@ -149,20 +152,27 @@ def main() -> None:
            "units": {"bleu": "sacrebleu BLEU 0-100", "chrf": "sacrebleu chrF2 0-100",
                      "wer_pct": "% of reference words", "stack_ratio": "stack parameters / teacher's"},
            "rows": [], "examples": {}, "outputs": {}}
-    old: dict = {"rows": [], "examples": {}, "outputs": {}, "inputs": {"seconds": {}}}
+    old: dict = {"rows": [], "examples": {}, "outputs": {}, "inputs": {"seconds": {}}, "parts": {}}
     for path in ([] if a.reuse is None else a.reuse or [ROOT / "bench/results/translate.json"]):
         prev = json.loads(Path(path).read_text())
         if prev.get("inputs", {}).get("clips_per_language") != a.clips:
             continue
+        langs = prev["inputs"].get("languages", list(LANGUAGES))
+        if len(langs) == 1:  # one language's part: its clip outputs are joined below
+            for name, o in prev.get("outputs", {}).items():
+                old["parts"].setdefault(name, {})[langs[0]] = (o, prev["inputs"]["seconds"][name])
+            langs = []
         have = {r["encoder"] for r in old["rows"]}
-        old["rows"] += [r for r in prev["rows"] if r["encoder"] not in have]
+        old["rows"] += [r for r in prev["rows"] if r["encoder"] not in have and langs]
         for k in ("examples", "outputs"):
             old[k] = {**prev.get(k, {}), **old[k]}
         old["inputs"]["seconds"] = {**prev["inputs"]["seconds"], **old["inputs"]["seconds"]}
         for k in ("bleu_signature", "chrf_signature", "shared"):
             if k in prev["inputs"]:
                 old["inputs"].setdefault(k, prev["inputs"][k])
-    clips = translation_clips("synth-translate", split="eval", n_per_language=a.clips)
+    clips = translation_clips("synth-translate", split="eval", n_per_language=a.clips,
+                              languages=[a.language] if a.language else None)
+    doc["inputs"]["languages"] = list(dict.fromkeys(clips.languages))
     if not a.no_shared:
         def shared_variant():
             t0 = time.perf_counter()
@@ -183,14 +193,29 @@ def main() -> None:
                 if k in old["inputs"] and (k != "shared" or name.startswith("shared")):
                     doc["inputs"][k] = old["inputs"][k]
             continue
-        e = make()
-        ratio = ratio if ratio is not None else doc["inputs"]["shared"]["stack_ratio"]
-        t0 = time.perf_counter()
-        res = translation_scores(e, model, tok, clips.waves, clips.languages, clips.references,
-                                 sources=clips.sources)
-        doc["inputs"]["seconds"][name] = round(time.perf_counter() - t0, 1)
-        doc["inputs"]["bleu_signature"] = res["bleu_signature"]
-        doc["inputs"]["chrf_signature"] = res["chrf_signature"]
+        parts = old["parts"].get(name, {})
+        if set(doc["inputs"]["languages"]) <= set(parts):  # measured language by language
+            res = {"hypotheses": [], "transcripts": []}
+            for lang in doc["inputs"]["languages"]:  # clips come language by language
+                res["hypotheses"] += parts[lang][0]["translations"]
+                res["transcripts"] += parts[lang][0]["transcripts"]
+            doc["inputs"]["seconds"][name] = round(sum(t for _, t in parts.values()), 1)
+            if ratio is None:
+                doc["inputs"]["shared"] = old["inputs"]["shared"]
+                ratio = doc["inputs"]["shared"]["stack_ratio"]
+            for k in ("bleu_signature", "chrf_signature"):
+                doc["inputs"][k] = old["inputs"][k]
+        elif a.reuse_only:
+            continue
+        else:
+            e = make()
+            ratio = ratio if ratio is not None else doc["inputs"]["shared"]["stack_ratio"]
+            t0 = time.perf_counter()
+            res = translation_scores(e, model, tok, clips.waves, clips.languages, clips.references,
+                                     sources=clips.sources)
+            doc["inputs"]["seconds"][name] = round(time.perf_counter() - t0, 1)
+            doc["inputs"]["bleu_signature"] = res["bleu_signature"]
+            doc["inputs"]["chrf_signature"] = res["chrf_signature"]
         table = score_table(res["hypotheses"], clips.references, clips.languages,
                             res["transcripts"], clips.sources)
         for lang, row in table.items():
