@@ -15,6 +15,7 @@ from stackslim.evaluate.bleu import (
     corpus_chrf,
     multilingual_wer,
     normalize_multilingual,
+    score_table,
 )
 from stackslim.models.base import EncoderError
 
@@ -60,6 +61,27 @@ def test_bootstrap_interval_brackets_the_score():
     lo, hi = bootstrap_interval(score, HYPS, REFS, n=200)
     assert lo <= score(HYPS, REFS) <= hi and lo < hi
     assert bootstrap_interval(score, HYPS, REFS, n=200) == (lo, hi)  # seeded
+
+
+def test_score_table_per_language_and_overall_equals_rescoring():
+    langs = ["de", "de", "fr", "fr", "es", "es"]
+    texts = [h.lower() for h in HYPS[::-1]]  # same-language transcripts, against REFS as sources
+    t = score_table(HYPS, REFS, langs, texts, REFS, n=200)
+    assert list(t) == ["de", "fr", "es", "all"]
+    for lang in t:
+        ix = [i for i, x in enumerate(langs) if lang in ("all", x)]
+        h, r, x = [HYPS[i] for i in ix], [REFS[i] for i in ix], [texts[i] for i in ix]
+        assert t[lang]["clips"] == len(ix)
+        assert t[lang]["bleu"] == pytest.approx(corpus_bleu(h, r)["score"])
+        assert t[lang]["chrf"] == pytest.approx(corpus_chrf(h, r)["score"])
+        assert t[lang]["wer_pct"] == pytest.approx(100 * multilingual_wer(r, x))
+        # resampling summed sentence statistics = rescoring resampled sentences, same draws
+        for name, fn in (("bleu", lambda a, b: corpus_bleu(a, b)["score"]),
+                         ("chrf", lambda a, b: corpus_chrf(a, b)["score"])):
+            assert t[lang][f"{name}_ci95"] == pytest.approx(list(bootstrap_interval(fn, h, r, n=200)))
+        assert t[lang]["wer_ci95"] == pytest.approx(
+            list(bootstrap_interval(lambda a, b: 100 * multilingual_wer(b, a), x, r, n=200)))
+    assert "wer_pct" not in score_table(HYPS, REFS, langs, n=10)["all"]
 
 
 # -- the decoder prompt and real translation ------------------------------------------------
@@ -125,3 +147,29 @@ def test_broken_task_token_scores_lower(base, german, translated):
     good = corpus_bleu(translated, refs)["score"]
     broken = corpus_bleu(_decode(base, states, "transcribe"), refs)["score"]  # German text
     assert broken < good / 2
+
+
+def test_translation_clips_first_or_spread_over_sentences(tmp_path):
+    import wave
+
+    import numpy as np
+
+    from stackslim.evaluate.bleu import translation_clips
+
+    tone = (np.sin(np.arange(1600) / 3) * 8000).astype("<i2").tobytes()
+    lines = ["path,label,language,source_text,reference_en,speaker,split"]
+    for lang in ("de", "fr"):
+        for k in range(5):  # sentence k in voices a and b, sentence 4 in train
+            for v in "ab":
+                name = f"{lang}{k}{v}.wav"
+                with wave.open(str(tmp_path / name), "wb") as w:
+                    w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(tone)
+                split = "train" if k == 4 else "eval"
+                lines.append(f"{name},s{k},{lang},{lang} s{k},en s{k},{v},{split}")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    first = translation_clips(str(tmp_path), n_per_language=3)
+    assert first.sources == ["de s0", "de s0", "de s1", "fr s0", "fr s0", "fr s1"]
+    spread = translation_clips(str(tmp_path), n_per_language=3, spread=True)
+    assert spread.sources == ["de s0", "de s2", "de s3", "fr s0", "fr s2", "fr s3"]  # of 8 each
+    assert spread.references[2] == "en s3" and spread.languages == ["de"] * 3 + ["fr"] * 3
+    assert len(translation_clips(str(tmp_path), n_per_language=99, spread=True).waves) == 16

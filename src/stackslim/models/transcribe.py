@@ -125,6 +125,15 @@ def encode_audio(model, waves: Sequence[np.ndarray], pad_to_30s: bool = True
 TASKS = ("transcribe", "translate")
 
 
+def is_multilingual(model) -> bool:
+    """Whether a Whisper model has language and task tokens (it can translate and transcribe
+    other languages than English): its generation config says so, else its vocabulary's size."""
+    multilingual = getattr(model.generation_config, "is_multilingual", None)
+    if multilingual is None:
+        multilingual = model.config.vocab_size >= 51865  # English-only models have 51864
+    return bool(multilingual)
+
+
 def prompt_ids(model, tokenizer, language: str | None = None, task: str = "transcribe"
                ) -> tuple[list[int], int]:
     """Decoder prompt and end-of-text id, from the tokenizer's own vocabulary.
@@ -144,11 +153,8 @@ def prompt_ids(model, tokenizer, language: str | None = None, task: str = "trans
         return tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[key])
 
     sot, eot, nts = tid("sot"), tid("eot"), tid("notimestamps")
-    multilingual = getattr(model.generation_config, "is_multilingual", None)
-    if multilingual is None:
-        multilingual = model.config.vocab_size >= 51865  # English-only models have 51864
     lang = language or "en"
-    if not multilingual:
+    if not is_multilingual(model):
         if task != "transcribe" or lang != "en":
             raise EncoderError(f"an English-only Whisper model cannot {task} {lang!r} speech: "
                                "use a multilingual one (e.g. whisper-base)")

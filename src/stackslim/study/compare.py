@@ -1,9 +1,11 @@
 """The study's last steps: word error rate of every encoder through the Whisper decoder
 (`wer`), and every variant measured side by side the same way (`compare`: parameters, bytes,
-CPU latency interleaved on the same clips, accuracy, capacity, WER)."""
+CPU latency interleaved on the same clips, accuracy, capacity, WER, and for a multilingual
+Whisper teacher BLEU, chrF and same-language WER from the `translate` step)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -34,26 +36,50 @@ def pruned_variants(prune_summary: dict) -> dict[str, tuple[str, list[int]]]:
     return {"+".join(names): (names[0], list(deleted)) for deleted, names in by_set.items()}
 
 
+def whisper_variants(enc: Encoder, prune_summary: dict, mimic_summaries: dict,
+                     share_summaries: dict) -> Iterator[tuple[str, object]]:
+    """(key, encoder) of every encoder the original Whisper decoder can read: the teacher, each
+    pruned variant, each mimic variant (its last layer's output) and each shared variant; keys
+    ``teacher``, ``pruned:<strategies>``, ``mimic:<v>``, ``shared:<v>`` (`row_key` of a row).
+    Each is built when its turn comes, so one compressed encoder is held at a time."""
+    yield "teacher", enc
+    for name, (_, deleted) in pruned_variants(prune_summary).items():
+        yield f"pruned:{name}", enc.without_layers(deleted)
+    for name, s in mimic_summaries.items():
+        yield f"mimic:{name}", MimicModel.load(s["model_dir"])
+    for name, s in share_summaries.items():
+        yield f"shared:{name}", load_shared(s["model_dir"])
+
+
+def row_key(variant: str) -> str:
+    """The `whisper_variants` key of a side-by-side row: "pruned: bi (−2)" → "pruned:bi"."""
+    return variant.split(" (")[0].replace(": ", ":")
+
+
 def wer_step(model: str, enc: Encoder, wer_clips: int, prune_summary: dict, mimic_summaries: dict,
              share_summaries: dict):
-    """WER of the original decoder reading each encoder's last state: the teacher, each pruned
-    variant, each mimic variant (its last layer's output) and each shared variant."""
+    """WER of the original decoder reading each encoder's last state (`whisper_variants`)."""
     def step(folder: Path) -> dict:
         whisper, tok = load_tokenizer(model)
         if whisper is None:
             return {"skipped": f"no Whisper decoder for {model}: {tok}"}
         waves, refs = sentence_clips("synth-sentences", wer_clips)
-        rows = {"teacher": whisper_wer(enc, whisper, tok, waves, refs)}
-        for name, (_, deleted) in pruned_variants(prune_summary).items():
-            rows[f"pruned:{name}"] = whisper_wer(enc.without_layers(deleted), whisper, tok, waves, refs)
-        for name, s in mimic_summaries.items():
-            rows[f"mimic:{name}"] = whisper_wer(MimicModel.load(s["model_dir"]), whisper, tok, waves, refs)
-        for name, s in share_summaries.items():
-            rows[f"shared:{name}"] = whisper_wer(load_shared(s["model_dir"]), whisper, tok, waves, refs)
+        rows = {name: whisper_wer(e, whisper, tok, waves, refs)
+                for name, e in whisper_variants(enc, prune_summary, mimic_summaries, share_summaries)}
         write_json(folder / "wer.json", rows)
         return {"clips": len(refs), "wer": {k: v["wer"] for k, v in rows.items()},
                 "examples": {k: v["hypotheses"][:2] for k, v in rows.items()}, "references": refs[:2]}
     return step
+
+
+def translation_columns(table: dict | None) -> dict:
+    """A row's translation columns from its `score_table` (None: not measured): overall BLEU,
+    chrF and same-language WER % (``bleu``, ``chrf``, ``wer_other``), and ``translation``, the
+    whole table (per language and "all", with 95% intervals)."""
+    if not table:
+        return {}
+    a = table["all"]
+    return {"bleu": a["bleu"], "chrf": a["chrf"], "wer_other": a.get("wer_pct"), "translation": table}
 
 
 def _encoder_bytes(enc: Encoder) -> int:
@@ -124,12 +150,13 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
             fns[v] = enc_fn(sh)
         lat = interleaved_latency(fns, waves, repeats=5)
         wer = summaries.get("wer", {}).get("wer", {})
+        translation = summaries.get("translate", {}).get("scores", {})
         for r in rows:
             r.update(lat[r["variant"]])
             r["speedup"] = lat["teacher"]["batch1_ms"] / r["batch1_ms"]
             r["stack_ratio"] = r["stack_params"] / rows[0]["stack_params"]
-            key = r["variant"].split(" (")[0].replace(": ", ":")
-            r["wer"] = wer.get(key)
+            r["wer"] = wer.get(row_key(r["variant"]))
+            r.update(translation_columns(translation.get(row_key(r["variant"]))))
         write_json(folder / "variants.json", rows)
         return {"rows": rows, "latency_clips": len(waves), "threads": torch.get_num_threads()}
     return step

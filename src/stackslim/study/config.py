@@ -75,6 +75,16 @@ class StudyConfig:
                 "in minutes (0: none); a variant whose training it cut short says so in "
                 "results.json and the report"})
     wer_clips: int = field(default=30, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
+    translate: bool = field(default=True, metadata={
+        "help": "multilingual Whisper teacher: BLEU and chrF into English and same-language WER "
+                "of the teacher and every compressed encoder on --translate-data (--no-translate: "
+                "skip; English-only and non-Whisper teachers skip it anyway)"})
+    translate_data: str = field(default="synth-translate", metadata={
+        "help": "translation set: a manifest with language, source_text and reference_en columns "
+                "(its split=eval clips are read)"})
+    translate_clips: int = field(default=6, metadata={
+        "help": "eval clips per language of --translate-data, the first ones (synth-translate: "
+                "each sentence in 3 voices)"})
     latency_clips: int = field(default=8, metadata={"help": "clips timed per variant for CPU latency"})
     seed: int = field(default=0, metadata={"help": "seed of splits, subsets and training"})
     stop_after: str = field(default="", metadata={"help": "stop after this step (a rerun resumes)"})
@@ -96,11 +106,15 @@ class StudyConfig:
         for spec in self.share_grid:
             parse_share(spec)
         for name, low in (("max_clips", 3), ("analyze_clips", 3), ("latency_clips", 1), ("wer_clips", 0),
+                          ("translate_clips", 1),
                           ("mimic_epochs", 1), ("recover_epochs", 0), ("share_max_unlabelled", 0)):
             if getattr(self, name) < low:
                 raise StudyError(f"{_flag(name)} must be >= {low}, got {getattr(self, name)}")
         if self.max_minutes < 0:
             raise StudyError(f"--max-minutes must be >= 0 (0: no cap), got {self.max_minutes}")
+        if self.translate and not self.translate_data:
+            raise StudyError("--translate-data: give a translation set (e.g. synth-translate), "
+                             "or --no-translate")
         if self.share_asr_weight < 0:
             raise StudyError(f"--share-asr-weight must be >= 0, got {self.share_asr_weight}")
         if self.share_asr_weight > 0 and not self.share_unlabelled:
@@ -114,7 +128,7 @@ class StudyConfig:
 # Smaller data and grids; the same work budgets per variant (mimic_epochs, recover_epochs) as
 # the full study: on 300 clips they cost seconds, and fewer left the variants half-trained.
 QUICK = dict(max_clips=300, analyze_clips=300, strategies=("forward", "backward", "bi", "greedy", "beam"),
-             mimic_grid=("linear-1-256",), share_grid=("K2-r8",), wer_clips=8, latency_clips=4)
+             mimic_grid=("linear-1-256",), share_grid=("K2-r8",), wer_clips=8, latency_clips=4, translate_clips=3)
 
 
 def preset(cfg: StudyConfig) -> StudyConfig:
@@ -127,9 +141,11 @@ def preset(cfg: StudyConfig) -> StudyConfig:
 
 
 def step_names(cfg: StudyConfig, whisper: bool) -> list[str]:
-    """The study's steps in order (`wer` for Whisper models only)."""
+    """The study's steps in order (`wer` and, unless --no-translate, `translate` for Whisper
+    models only; `translate` records why it measured nothing for an English-only one)."""
     return (["analyze", "prune"] + [f"mimic-{m}" for m in cfg.mimic_grid]
-            + [f"share-{s}" for s in cfg.share_grid] + (["wer"] if whisper else []) + ["compare"])
+            + [f"share-{s}" for s in cfg.share_grid] + (["wer"] if whisper else [])
+            + (["translate"] if whisper and cfg.translate else []) + ["compare"])
 
 
 def parse_mimic(spec: str) -> tuple[str, int, int]:

@@ -9,7 +9,9 @@ similarity and blocks (`analyze`: `stackslim.similarity.run`); pruning with ever
 frozen-encoder teacher is the study's teacher (`prune`: `stackslim.prune.run`); each mimic
 variant (`mimic-<v>`: `stackslim.mimic.run`); each shared variant with recovery (`share-<v>`:
 `stackslim.share.run`); for Whisper models, word error rate of the teacher and the compressed
-encoders (`wer`); then one side-by-side measurement of every variant (`compare`) and the report
+encoders (`wer`) and, for a multilingual Whisper teacher, their speech translation into English
+(BLEU, chrF) and same-language WER (`translate`, on by default, `--no-translate` to skip); then
+one side-by-side measurement of every variant (`compare`) and the report
 (`results.json`, `report.html`, `tradeoff.png`).
 
 Every method config is built (and so checked) before the first step; a step's key is the
@@ -39,6 +41,7 @@ from .compare import compare_step, wer_step
 from .config import StudyConfig, StudyError, parse_mimic, parse_share, preset, step_names
 from .report import write_report
 from .steps import StepRunner, StopStudy
+from .translate import translate_step
 
 DEFAULT_MODEL = "whisper-base"
 DEFAULT_DATA = "synth-commands"
@@ -54,8 +57,9 @@ class StudyResult:
         model, family, num_layers, data, clips_in_data: the teacher and the data set.
         config: the StudyConfig (after the quick preset). versions: `results.provenance()`.
         steps_run, steps_skipped: the steps run now and those found done by an earlier run.
-        analyze, prune, mimic, share, wer, compare: each step's summary (mimic and share: one
-            per variant; wer: Whisper only).
+        analyze, prune, mimic, share, wer, translate, compare: each step's summary (mimic and
+            share: one per variant; wer: Whisper only; translate: Whisper with --translate, a
+            `skipped` reason for an English-only teacher).
         stopped_after: the `--stop-after` step when the run stopped there (nothing written).
     """
 
@@ -73,13 +77,14 @@ class StudyResult:
     mimic: dict = field(default_factory=dict)
     share: dict = field(default_factory=dict)
     wer: dict | None = None
+    translate: dict | None = None
     compare: dict = field(default_factory=dict)
     stopped_after: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["config"] = asdict(self.config)
-        for k in ("wer", "stopped_after"):
+        for k in ("wer", "translate", "stopped_after"):
             if not d[k]:
                 del d[k]
         return d
@@ -242,8 +247,15 @@ def _steps(runner: StepRunner, result: StudyResult, spec: str, enc: Encoder, ds:
         if enc.family == "whisper":
             result.wer = runner.run("wer", [list(runner.keys.values()), cfg.wer_clips],
                                     wer_step(spec, enc, cfg.wer_clips, result.prune, result.mimic, result.share))
+            if cfg.translate:
+                result.translate = runner.run(
+                    "translate", [[k for n, k in runner.keys.items() if n != "wer"], cfg.translate_data,
+                                  cfg.translate_clips],
+                    translate_step(spec, enc, cfg.translate_data, cfg.translate_clips, result.prune,
+                                   result.mimic, result.share))
     # outside the memo: the teacher's latency must be its forward pass, not a lookup
-    summaries = {"prune": result.prune, "mimic": result.mimic, "share": result.share, "wer": result.wer or {}}
+    summaries = {"prune": result.prune, "mimic": result.mimic, "share": result.share,
+                 "wer": result.wer or {}, "translate": result.translate or {}}
     result.compare = runner.run("compare", [list(runner.keys.values()), cfg.latency_clips, cfg.task,
                                             cfg.max_clips, runner.ran],
                                 compare_step(enc, ds, cfg, summaries))

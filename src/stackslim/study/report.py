@@ -17,6 +17,25 @@ COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder par
            ("speedup", "Speed-up (batch 1)"), ("accuracy", "Accuracy"), ("capacity", "Capacity"),
            ("wer", "WER")]
 CAPPED = ("capped", "Training cut short by --max-minutes")
+TRANSLATION = [("bleu", "BLEU → en"), ("chrf", "chrF → en"), ("wer_other", "WER % other languages")]
+
+
+def _ci(row: dict, name: str, key: str | None = None) -> str:
+    """"12.3 (8.1–16.0)": a score of a `score_table` row and its 95% interval."""
+    v, (lo, hi) = row[key or name], row[f"{name}_ci95"]
+    return f"{v:.1f} ({lo:.1f}–{hi:.1f})"
+
+
+def translation_rows(r: dict) -> list[dict]:
+    """One row per encoder and language (then "all") of the translate step, scores with intervals."""
+    out = []
+    for variant, table in (r.get("translate") or {}).get("scores", {}).items():
+        for lang, row in table.items():
+            out.append({"variant": variant, "language": lang, "clips": row["clips"],
+                        "bleu": _ci(row, "bleu"), "chrf": _ci(row, "chrf"),
+                        "wer": _ci(row, "wer", "wer_pct") if "wer_pct" in row else None,
+                        "all": lang == "all"})
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -74,6 +93,11 @@ def findings(r: dict) -> list[str]:
     if cut:
         out.append(f"The wall-clock cap (--max-minutes {r['config'].get('max_minutes')}) cut training "
                    f"short for: {', '.join(cut)}; their numbers depend on this machine's speed and load.")
+    tr = r.get("translate") or {}
+    if tr.get("skipped"):
+        out.append(f"Speech translation not measured: {tr['skipped']}.")
+    elif tr.get("scores"):
+        out.append(_translation_finding(tr))
     wer = r.get("wer", {}).get("wer")
     if wer:
         best = min((v, k) for k, v in wer.items() if k != "teacher") if len(wer) > 1 else None
@@ -82,6 +106,24 @@ def findings(r: dict) -> list[str]:
             msg += f"; best compressed encoder {best[1]} {_pct(best[0])}"
         out.append(msg + ".")
     return out
+
+
+def _translation_finding(tr: dict) -> str:
+    """Teacher's BLEU per language and the best compressed encoder's share of it."""
+    sc = tr["scores"]
+    t = sc["teacher"]
+    langs = [k for k in t if k != "all"]
+    msg = (f"Speech translation into English on {tr['clips_per_language']} {tr['data']} eval clips "
+           f"per language: the teacher reaches BLEU {t['all']['bleu']:.1f} ("
+           + ", ".join(f"{k} {t[k]['bleu']:.1f}" for k in langs) + f"), chrF {t['all']['chrf']:.1f}")
+    if "wer_pct" in t["all"]:
+        msg += f", same-language WER {t['all']['wer_pct']:.1f}%"
+    others = {k: v for k, v in sc.items() if k != "teacher"}
+    if others and t["all"]["bleu"] > 0:
+        name, b = max(others.items(), key=lambda kv: kv[1]["all"]["bleu"])
+        msg += (f"; best compressed encoder {name}: BLEU {b['all']['bleu']:.1f} "
+                f"({100 * b['all']['bleu'] / t['all']['bleu']:.0f}% of the teacher's)")
+    return msg + "."
 
 
 def _best(d: dict) -> str:
@@ -102,7 +144,8 @@ def write_report(r: dict, out: Path) -> Path:
 
     page.heading("Every variant side by side", "table")
     rows = r.get("compare", {}).get("rows", [])
-    page.table(rows, COLUMNS + ([CAPPED] if any(x.get("capped") for x in rows) else []))
+    page.table(rows, COLUMNS + (TRANSLATION if any("bleu" in x for x in rows) else [])
+               + ([CAPPED] if any(x.get("capped") for x in rows) else []))
     if rows:
         thr = r.get("prune", {}).get("threshold", 0.95)
         page.images([(plot_tradeoff(rows, out / "tradeoff.png", thr),
@@ -117,7 +160,29 @@ def write_report(r: dict, out: Path) -> Path:
         f"{r.get('compare', {}).get('threads', '?')} torch threads. Accuracy on the test split (speakers "
         "never seen in training); capacity = accuracy / the frozen-encoder teacher's accuracy on the same "
         "split. Pruned variants: each strategy's deletion count chosen on validation at ≥ 95% capacity, "
-        "no post-training. WER: the original Whisper decoder reading each encoder's states.", "note")
+        "no post-training. WER: the original Whisper decoder reading each encoder's states. BLEU, chrF "
+        "and WER of other languages: over all clips of the translation set (next section).", "note")
+
+    tr = r.get("translate") or {}
+    if tr.get("scores") or tr.get("skipped"):
+        page.heading("Speech translation and other languages", "translation")
+    if tr.get("skipped"):
+        page.paragraph(f"Not measured: {tr['skipped']}.", "note")
+    elif tr.get("scores"):
+        page.table(translation_rows(r), [("variant", "Encoder"), ("language", "Language"),
+                                         ("clips", "Clips"), ("bleu", "BLEU → en (95% CI)"),
+                                         ("chrf", "chrF → en (95% CI)"),
+                                         ("wer", "WER % same language (95% CI)")], highlight="all")
+        page.paragraph(
+            f"{tr['clips_per_language']} eval clips per language of {tr['data']} (evenly spread: "
+            "different sentences), each "
+            "read by the encoder (padded to 30 s) and decoded greedily by the original Whisper "
+            "decoder twice: into English (task translate; sacrebleu BLEU "
+            f"{tr['signatures'].get('bleu', '')} and chrF {tr['signatures'].get('chrf', '')} against "
+            "the English references) and in the spoken language (task transcribe; WER against the "
+            f"source text after {tr['wer_normalisation']}). Intervals: {tr['interval']}. Few clips "
+            "per language keep the study fast: the intervals say how far to trust a difference.",
+            "note")
 
     page.heading("Layer similarity and blocks", "similarity")
     an = out / "analyze"
