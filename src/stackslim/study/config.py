@@ -65,6 +65,9 @@ class StudyConfig:
     share_asr_weight: float = field(default=0.0, metadata={
         "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
                 "see `stackslim share --asr-weight`), so that they keep transcribing"})
+    share_local_epochs: int = field(default=0, metadata={
+        "help": "epochs of the layer-wise reconstruction of each shared variant before its "
+                "recovery (see `stackslim share --local-epochs`; 0: none)"})
     mimic_epochs: int = field(default=30, metadata={
         "help": "epochs (at most; early stopping on validation) of each mimic stage: stage 1 "
                 "(MSE to the teacher) and stage 2 (task loss) alike"})
@@ -107,7 +110,8 @@ class StudyConfig:
             parse_share(spec)
         for name, low in (("max_clips", 3), ("analyze_clips", 3), ("latency_clips", 1), ("wer_clips", 0),
                           ("translate_clips", 1),
-                          ("mimic_epochs", 1), ("recover_epochs", 0), ("share_max_unlabelled", 0)):
+                          ("mimic_epochs", 1), ("recover_epochs", 0), ("share_max_unlabelled", 0),
+                          ("share_local_epochs", 0)):
             if getattr(self, name) < low:
                 raise StudyError(f"{_flag(name)} must be >= {low}, got {getattr(self, name)}")
         if self.max_minutes < 0:

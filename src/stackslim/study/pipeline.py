@@ -118,7 +118,8 @@ def method_configs(cfg: StudyConfig) -> dict[str, Any]:
             group=k, groups=groups, rank=rank, task=cfg.task, max_clips=cfg.max_clips,
             init=cfg.share_init, align=cfg.share_align, recover_states=cfg.share_recover_states,
             unlabelled=cfg.share_unlabelled, max_unlabelled=cfg.share_max_unlabelled,
-            asr_weight=cfg.share_asr_weight, wer_clips=0, latency_clips=0, train=share_train)
+            asr_weight=cfg.share_asr_weight, local_epochs=cfg.share_local_epochs, wer_clips=0,
+            latency_clips=0, train=share_train)
     return out
 
 
