@@ -34,16 +34,18 @@ def compositions(enc: Encoder, order: list[int], cfg: FitConfig) -> list[Candida
     for d in range(L - 1):
         for s in cfg.sizes:
             out.append(Candidate("share", tuple(sorted(order[:d])), size=s))
-    for z in sorted({max(1, round(w * enc.hidden_size)) for w in cfg.widths}):
+    for z in widths(enc, cfg):
         out.append(Candidate("mimic", width=z))
     return out
 
 
 def widths(enc: Encoder, cfg: FitConfig) -> list[int]:
+    """The mimic widths z of `cfg.widths` (fractions of the hidden size)."""
     return sorted({max(1, round(w * enc.hidden_size)) for w in cfg.widths})
 
 
 def variants(c: Candidate, cfg: FitConfig) -> list[Candidate]:
+    """`c` in float32, and in int8 unless --no-int8."""
     out = [c]
     if cfg.int8:
         out.append(Candidate(c.method, c.deleted, c.size, c.width, True))
