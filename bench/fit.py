@@ -13,7 +13,7 @@ candidate that was not among the --max-candidates trained has no accuracy.
     python bench/fit.py --model whisper-tiny.en --budgets 16,8 --minutes 3 --max-clips 300
 
 Defaults are the issue's: whisper-base, synth-commands (word task), 40, 20 and 10 MB, 30
-minutes each. Writes bench/results/fit.json and fit.md.
+minutes each. Writes bench/results/NAME.json and NAME.md (--name, default fit).
 """
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--max-candidates", type=int, default=12)
     p.add_argument("--head-epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", default="fit", help="results file name in bench/results/")
     a = p.parse_args()
     set_threads(a.threads)
     rows = [one(a.model, a.data, float(b), a) for b in a.budgets.split(",")]
@@ -95,7 +96,7 @@ def main() -> None:
                   f"{s.get('name', '-')} | {s.get('accuracy', float('nan')):.3f} | "
                   f"{s.get('written_bytes', 0) / 1e6:.2f} | {r['winner_capacity'] or float('nan'):.3f} | "
                   f"{r['trained']} / {r['candidates']} | {r['search']['minutes']:.1f} ({r['search']['minutes_cap']:g}) |")
-    j, m = write_results("fit", doc, "\n".join(md) + "\n")
+    j, m = write_results(a.name, doc, "\n".join(md) + "\n")
     print(Path(m).read_text())
 
 
