@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..results import provenance
 from ..run import start_run
 from ..share.recover import distill_cache
 from ..train import TrainConfig
-from . import grid
+from .grid import MB, bi_order, check_bytes, check_latency, compositions, variants, widths
 from .config import FitConfig, FitError
 from .int8 import write_encoder
 from .latency import LatencyModel, probe_clip, time_ms
@@ -74,11 +74,11 @@ class FitResult:
 def _plan(enc: Encoder, order: list[int], cfg: FitConfig, account: Account, lat: LatencyModel):
     """Every candidate (float and int8 variants) with its predicted bytes and latency."""
     rows: dict[Candidate, dict] = {}
-    for comp in grid.compositions(enc, order, cfg):
-        for v in grid.variants(comp, cfg):
+    for comp in compositions(enc, order, cfg):
+        for v in variants(comp, cfg):
             p = account.predict(v)
             ms = lat.predict(v, account) if p is not None else None
-            fits = (p is not None and p.bytes <= cfg.max_mb * grid.MB
+            fits = (p is not None and p.bytes <= cfg.max_mb * MB
                     and (not cfg.max_ms or ms <= cfg.max_ms))
             rows[v] = {**v.to_json(), "predicted_bytes": p.bytes if p else None,
                        "predicted_ms": ms, "fits": fits, "trained": False}
@@ -91,10 +91,10 @@ def check_budget(enc: Encoder, cfg: FitConfig) -> tuple[Account, LatencyModel]:
     gives the same byte predictions as the measured one."""
     account = Account(enc, cfg.group)
     provisional = list(range(1, enc.num_layers))
-    comps = [v for c in grid.compositions(enc, provisional, cfg) for v in grid.variants(c, cfg)]
-    grid.check_bytes(cfg, account, {c: (p.bytes if (p := account.predict(c)) else None) for c in comps})
-    lat = LatencyModel.measure(enc, grid.widths(enc, cfg))
-    grid.check_latency(cfg, lat, {c: lat.predict(c, account) for c in comps
+    comps = [v for c in compositions(enc, provisional, cfg) for v in variants(c, cfg)]
+    check_bytes(cfg, account, {c: (p.bytes if (p := account.predict(c)) else None) for c in comps})
+    lat = LatencyModel.measure(enc, widths(enc, cfg))
+    check_latency(cfg, lat, {c: lat.predict(c, account) for c in comps
                                   if account.predict(c) is not None})
     return account, lat
 
@@ -141,7 +141,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                                     total=len(task.splits["validation"]), states="all",
                                     desc="teacher states (order)", progress=progress)
         enc.cpu()
-        order = grid.bi_order(order_cache)
+        order = bi_order(order_cache)
         del order_cache
         head, _ = fit_head(caches.teacher["train"], caches.labels["train"], caches.teacher["validation"],
                            caches.labels["validation"], task.num_classes,
@@ -193,7 +193,7 @@ def _measure(trials: list[Trial], rows: dict, caches: Caches, head, cfg: FitConf
                 continue
             mimic = t.comp.method == "mimic"
             tc = caches.for_student(t.student, "test", mimic)
-            ms = time_ms(lambda: t.student.hidden_states([probe]))
+            ms = time_ms(lambda s=t.student: s.hidden_states([probe]))
             for v in t.variants:
                 row = rows[v]
                 written = write_encoder(t.student, Path(tmp) / f"{v.name}.safetensors", v.int8)
@@ -203,7 +203,7 @@ def _measure(trials: list[Trial], rows: dict, caches: Caches, head, cfg: FitConf
                            accuracy=accuracy_of(t.student, v, head, tc, caches.labels["test"]),
                            written_bytes=written, measured_ms=ms,
                            bytes_error=written / row["predicted_bytes"] - 1)
-                ok = written <= cfg.max_mb * grid.MB and (not cfg.max_ms or row["predicted_ms"] <= cfg.max_ms)
+                ok = written <= cfg.max_mb * MB and (not cfg.max_ms or row["predicted_ms"] <= cfg.max_ms)
                 row["fits_written"] = ok
                 k = (row["validation_accuracy"], -written)
                 if ok and (key is None or k > key):
