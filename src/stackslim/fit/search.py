@@ -4,8 +4,9 @@ Each composition (a float candidate; its int8 variant is scored from the same tr
 weights, `int8.int8_copy`) is built from the teacher, then recovered by distillation toward
 the teacher's last state plus the task loss through the teacher's frozen head
 (`share.recover.recover`, states "last"). Round k trains every survivor for e·2^k more epochs
-and keeps the better half by validation accuracy (of its best variant that fits), until one is
-left or the `--minutes` cap is spent; the cap is checked before each training and bounds it.
+and keeps the better half by validation accuracy (of its best variant that fits); the last one
+left trains on (doubling its epochs) while a round still raises its validation accuracy. The
+`--minutes` cap is checked before each training and bounds it.
 """
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ def halving(trials: list[Trial], caches: Caches, head: ClassifierHead, train: Tr
     alive, epochs, rnd = list(trials), train.epochs, 0
     capped = False
     while alive:
+        before = alive[0].score
         for t in alive:
             left = minutes - (time.monotonic() - t0) / 60
             if left <= 0:
@@ -119,8 +121,13 @@ def halving(trials: list[Trial], caches: Caches, head: ClassifierHead, train: Tr
                              "seconds": round(time.monotonic() - s, 2), "validation": dict(t.val)})
             log(f"round {rnd}: {t.comp.name}: {rec.train.epochs_run} epoch(s), validation "
                 + ", ".join(f"{k} {a:.3f}" for k, a in t.val.items()))
-        if capped or len(alive) == 1:
+        if capped:
             break
+        if len(alive) == 1:  # the last one trains on while a round still improves it
+            if alive[0].score <= before:
+                break
+            epochs, rnd = epochs * 2, rnd + 1
+            continue
         alive.sort(key=lambda t: -t.score)
         keep = math.ceil(len(alive) / 2)
         for t in alive[keep:]:
