@@ -3,7 +3,7 @@
     stackslim info MODEL                       # family, layers, parameters
     stackslim data synth NAME OUT              # build a synthetic data set offline
     stackslim analyze MODEL DATA --out DIR     # similarity matrices, blocks, heatmaps
-    stackslim prune | mimic | share MODEL DATA --out DIR
+    stackslim prune | mimic | share | fit MODEL DATA --out DIR
     stackslim study [MODEL] [DATA] [--quick]   # the whole study with its report
 
 Every subcommand takes `--quiet` (no progress bars) and `--threads N` (CPU threads; default
@@ -29,6 +29,7 @@ from .config import MODEL_HELP
 from .data.synth import synth_main
 from .errors import StackslimError
 from .export import command as export_command
+from .fit import command as fit_command
 from .mimic import command as mimic_command
 from .models import load_encoder
 from .models.safety import pickle_allowed
@@ -83,7 +84,7 @@ COMMANDS: dict[str, _Command] = dict([
     ("info", _Command(_info_args, _info_run)),
     ("data", _Command(_data_args, _data_run)),
     *(_from_module(m) for m in (analyze_command, prune_command, mimic_command, share_command,
-                                study_command, export_command)),
+                                study_command, export_command, fit_command)),
 ])
 
 

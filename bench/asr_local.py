@@ -1,0 +1,79 @@
+"""Layer-wise reconstruction alone on a shared Whisper encoder: WER right after conversion and
+after each round of `share.local.fit_local`, with every layer's output error on held-out clips.
+
+Inputs: MODEL (whisper-tiny.en), converted with `to_residual(groups=K, size=S, init="aware")`
+calibrated on 64 clips of synth-sentences' pool split; the fit reads the teacher's states of
+NPOOL − 16 pool clips, each followed by silence (`pad_silence`: up to max(6 s, clip + 3.5 s));
+16 more pool clips measure the layer errors (chained: from state 0 through the student);
+WER on 30 eval clips of synth-sentences (three flite voices never fitted on), each padded to
+Whisper's 30 s window, with a bootstrap 95% interval. Two rounds of EPOCHS epochs each
+(lr 3e-4, batch 8, sequential). Prints one line per stage and writes
+bench/results/asr_local.json and .md.
+
+    python bench/asr_local.py whisper-tiny.en 0.5 4 4 120     # MODEL SIZE K EPOCHS NPOOL
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import machine, write_results
+
+from stackslim.data import unlabelled_clips
+from stackslim.evaluate import load_tokenizer, sentence_clips, whisper_wer
+from stackslim.evaluate.wer import pad_silence
+from stackslim.models.io import load_encoder
+from stackslim.share import to_residual
+from stackslim.share.local import fit_local, layer_errors
+from stackslim.share.recover import distill_cache
+from stackslim.train import TrainConfig
+
+
+def main() -> None:
+    model, size, k, epochs, npool = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    torch.set_num_threads(2)
+    t0 = time.time()
+    enc = load_encoder(model)
+    whisper, tok = load_tokenizer(model)
+    ds, idx = unlabelled_clips("synth-sentences", npool, 0)
+    waves = [ds.load(i) for i in idx]
+    fit_w, held_w = waves[:-16], waves[-16:]
+    batches = lambda ws: [(pad_silence(ws[i : i + 8]), list(range(i, i + min(8, len(ws) - i))))  # noqa: E731
+                          for i in range(0, len(ws), 8)]
+    cache = distill_cache(enc, batches(fit_w), states="all", progress=False)
+    held = distill_cache(enc, batches(held_w), states="all", progress=False)
+    ev_w, refs = sentence_clips("synth-sentences", 30)
+    rows = []
+
+    def stage(name: str, student, seconds: float) -> None:
+        w = whisper_wer(student, whisper, tok, ev_w, refs)
+        errs = layer_errors(student, held) if student is not enc else []
+        rows.append({"stage": name, "wer": w["wer"], "interval": w["interval"],
+                     "chained_errors": [e["chained"] for e in errs], "fit_seconds": seconds,
+                     "examples": w["hypotheses"][:2]})
+        print(name, w["wer"], w["interval"], [round(e["chained"], 4) for e in errs], seconds,
+              w["hypotheses"][:2], flush=True)
+
+    stage("teacher", enc, 0.0)
+    s = to_residual(enc, groups=k, size=size, init="aware", calib=fit_w[:64])
+    stage("converted", s, 0.0)
+    for r in range(2):
+        t = time.time()
+        fit_local(s, cache, TrainConfig(epochs=epochs, lr=3e-4, batch_size=8), progress=False)
+        stage(f"layer-wise fit, {(r + 1) * epochs} epochs", s, time.time() - t)
+    cmd = f"python bench/asr_local.py {' '.join(sys.argv[1:])}"
+    doc = {"command": cmd, "machine": machine(), "stack_ratio": s.size_report()["stack_ratio"],
+           "fit_clips": len(fit_w), "rows": rows, "seconds": time.time() - t0}
+    md = [f"`{cmd}` ({model}, shared at {100 * doc['stack_ratio']:.1f}% of the stack, {len(fit_w)} fit clips)", "",
+          "| stage | WER % [95% CI] | chained output error per layer | fit s |", "|---|---|---|---|"]
+    md += [f"| {r['stage']} | {100 * r['wer']:.1f} [{100 * r['interval'][0]:.1f}, {100 * r['interval'][1]:.1f}] | "
+           f"{', '.join(f'{e:.3f}' for e in r['chained_errors'])} | {r['fit_seconds']:.0f} |" for r in rows]
+    write_results("asr_local", doc, "\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

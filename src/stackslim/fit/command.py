@@ -1,0 +1,54 @@
+"""`stackslim fit MODEL DATA --out DIR --max-mb M`: argument parsing and printing; the work is
+`stackslim.fit.run` (pipeline.py), with the settings of `FitConfig` (config.py)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..config import add_method_args, config_from_args
+from .config import FitConfig
+from .pipeline import COMMAND, RESULT, FitResult
+from .pipeline import run as fit_run
+
+__all__ = ["COMMAND", "add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The most accurate composition of pruning, sharing, mimicking and int8 within a budget."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Find the most accurate model that fits a memory budget (--max-mb, the encoder's\n"
+        "stored weights) and optionally a latency budget (--max-ms), among compositions of\n"
+        "layer deletion, weight sharing at a size fraction or a mimic layer, in float32 or\n"
+        "int8. Sizes and latencies are predicted before any training; only candidates that\n"
+        "fit are trained, by successive halving within --minutes. Writes fit.json,\n"
+        "pareto.png, model/ (the winner) and onnx/ (its export).")
+    parser.epilog = (
+        "example:\n"
+        "  stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --minutes 30\n"
+        "  stackslim fit whisper-base synth-commands --out runs/fit10 --max-mb 10 --max-ms 40")
+    add_method_args(parser, FitConfig)
+
+
+def summary(r: FitResult) -> str:
+    """One line: the winner, its accuracy against the teacher, its bytes and latency."""
+    w = r.winner
+    if w is None:
+        return f"{r.model}: no trained candidate fits the budget"
+    return (f"{r.model}: winner {w['name']}: accuracy {w['accuracy']:.3f} (teacher "
+            f"{r.teacher['accuracy']:.3f}), {w['written_bytes'] / 1e6:.3f} MB (budget "
+            f"{r.budget['max_mb']:g}), {w['measured_ms']:.1f} ms per 1 s clip; "
+            f"{sum(c['trained'] for c in r.candidates)} of {len(r.candidates)} candidates trained "
+            f"in {r.search['minutes']:.1f} min")
+
+
+def run(ns: argparse.Namespace) -> int:
+    cfg = config_from_args(FitConfig, ns)
+    torch.manual_seed(cfg.train.seed)
+    r = fit_run(ns.model, ns.data, ns.out, cfg, progress=not ns.quiet, force=ns.force,
+                log=(lambda s: None) if ns.quiet else print)
+    print(summary(r))
+    print(f"wrote {Path(ns.out) / RESULT}, {Path(ns.out) / 'pareto.png'} and {Path(ns.out) / 'model'}")
+    return 0

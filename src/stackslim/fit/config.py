@@ -1,0 +1,91 @@
+"""Settings of `stackslim fit` (one definition for the CLI and Python), and `FitError`.
+
+    stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --minutes 30
+    stackslim fit whisper-base synth-commands --out runs/fit10 --max-mb 10 --max-ms 40
+
+is `stackslim.fit.run("whisper-base", "synth-commands", "runs/fit20", FitConfig(max_mb=20,
+minutes=30))`.
+
+`train` is the recovery of every candidate by distillation on the teacher's cached states:
+`batch_size`, `lr`, `weight_decay`, `seed` (also of the splits and the head); its `epochs` is
+the first round's epochs of the successive halving (each later round doubles them) and
+`max_minutes` is not used (`--minutes` caps the whole search). Every option is checked here,
+so a bad one fails before any model or data loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import StackslimError
+from ..runtime import DEVICE_HELP
+from ..train import TrainConfig
+
+
+class FitError(StackslimError):
+    """A `stackslim fit` option or budget that cannot be used (one-line message)."""
+
+
+def _recovery() -> TrainConfig:
+    return TrainConfig(epochs=1, lr=1e-4, batch_size=16, weight_decay=0.0, patience=100)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    max_mb: float = field(default=0.0, metadata={"help": "memory budget: the encoder's stored "
+                                                 "weights in MB (10^6 bytes): front end, stack "
+                                                 "and final norm; the head and a Whisper decoder "
+                                                 "are not counted (required)"})
+    max_ms: float = field(default=0.0, metadata={"help": "latency budget: CPU milliseconds of "
+                                                 "the encoder on a 1 s clip at batch 1, PyTorch, "
+                                                 "this machine (0: none)"})
+    minutes: float = field(default=30.0, metadata={"help": "cap on the training of the search "
+                                                   "in wall-clock minutes (training is counted "
+                                                   "in epochs; the cap is recorded when it bites)"})
+    sizes: tuple[float, ...] = field(default=(0.25, 0.5, 0.75), metadata={
+        "help": "size fractions of the (pruned) stack tried by sharing"})
+    widths: tuple[float, ...] = field(default=(0.25, 0.5, 1.0), metadata={
+        "help": "widths of the mimic layer tried, as fractions of the hidden size"})
+    group: int = field(default=3, metadata={"help": "layers per sharing group (adjacent)"})
+    int8: bool = field(default=True, metadata={"help": "also try int8 weights of the stack's "
+                                               "matrices (per-row scales)"})
+    max_candidates: int = field(default=12, metadata={"help": "compositions trained in the first "
+                                                      "round (the largest that fit, taken in turn "
+                                                      "from each method)"})
+    task: str = field(default="word", metadata={"help": "classification task of DATA"})
+    max_clips: int = field(default=0, metadata={"help": "use a seeded subset of this many clips "
+                                                "of DATA (0: all)"})
+    head_epochs: int = field(default=30, metadata={"help": "epochs of the teacher's head"})
+    calib: int = field(default=64, metadata={"help": "train clips that calibrate the sharing "
+                                             "conversion (aware init; 0: plain SVD)"})
+    onnx: bool = field(default=True, metadata={"help": "export the winner to ONNX (int8 too when "
+                                               "it is an int8 candidate)"})
+    device: str = field(default="auto", metadata={
+        "help": f"where the teacher encodes the clips: {DEVICE_HELP}; the search runs on the CPU"})
+    train: TrainConfig = field(default_factory=_recovery, metadata={
+        "help": "recovery of each candidate: --epochs (of the first round; later rounds double "
+                "them), --batch-size, --lr, --weight-decay, --seed"})
+
+    def __post_init__(self) -> None:
+        if not self.max_mb > 0:
+            raise FitError(f"--max-mb must be > 0 (the encoder's MB), got {self.max_mb}")
+        if self.max_ms < 0:
+            raise FitError(f"--max-ms must be >= 0 (0: no latency budget), got {self.max_ms}")
+        if not self.minutes > 0:
+            raise FitError(f"--minutes must be > 0, got {self.minutes}")
+        if not self.sizes or not all(0 < s < 1 for s in self.sizes):
+            raise FitError(f"--sizes must be fractions in (0, 1), got {self.sizes}")
+        if not self.widths or not all(0 < w <= 4 for w in self.widths):
+            raise FitError(f"--widths must be fractions in (0, 4], got {self.widths}")
+        for name in ("group", "max_candidates", "head_epochs"):
+            if getattr(self, name) < 1:
+                raise FitError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_clips", "calib"):
+            if getattr(self, name) < 0:
+                raise FitError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        t = self.train
+        if not isinstance(t, TrainConfig):
+            raise FitError(f"train must be a TrainConfig, got {type(t).__name__}")
+        if t.epochs < 1 or t.batch_size < 1:
+            raise FitError("--epochs and --batch-size must be >= 1")
+        if not t.lr > 0 or t.weight_decay < 0:
+            raise FitError("--lr must be > 0 and --weight-decay >= 0")
