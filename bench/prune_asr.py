@@ -23,7 +23,6 @@ import json
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import benchlib  # (bench/benchlib.py)
 

@@ -17,7 +17,7 @@ from stackslim.models import load_encoder
 from stackslim.models.transcribe import word_error_rate
 from stackslim.prune import PruneConfig, PruneError
 from stackslim.prune import asr
-from stackslim.prune.asr import Transcripts, WerCurve, asr_clips, padded_states, wer_curve, wer_with_interval
+from stackslim.prune.asr import Transcripts, WerCurve, asr_clips, padded_states, wer_with_interval
 from stackslim.prune.pipeline_asr import AsrStrategyResult, _choose_best, run_asr
 from stackslim.prune.strategies import ScoringContext, deletion_order
 
