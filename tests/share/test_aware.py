@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,6 +11,8 @@ from stackslim.models import EncoderError, load_encoder
 from stackslim.share import collect_calibration, to_residual
 from stackslim.share.aware import damped, fit_residual, output_error
 from stackslim.share.convert import diag_k
+
+from sharehelpers import espeak_words
 
 
 def _noise(n: int, seed: int) -> list[np.ndarray]:
@@ -96,28 +97,12 @@ def test_aware_at_full_rank_is_exact_and_needs_calibration(clips):
         to_residual(enc, groups=2, rank=4, init="aware")
 
 
-def _espeak_words(words) -> list[np.ndarray]:
-    import tempfile
-    from pathlib import Path
-
-    from stackslim.data import read_audio
-
-    out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for j, w in enumerate(words):
-            f = Path(tmp) / f"{j}.wav"
-            subprocess.run(["espeak-ng", "-v", f"en-us+{'mf'[j % 2]}{1 + j % 4}", "-w", str(f), w],
-                           check=True, capture_output=True)
-            out.append(read_audio(f))
-    return out
-
-
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_aware_beats_svd_on_every_map_of_real_whisper_tiny_en():
     enc = load_encoder("whisper-tiny.en")
     words = "yes no up down left right on off stop go zero one two three four five six seven".split()
-    calib = _espeak_words(words[:12])
-    held = _espeak_words(words[12:] + ["marvin", "sheila", "forward"])
+    calib = espeak_words(words[:12])
+    held = espeak_words(words[12:] + ["marvin", "sheila", "forward"])
     stats = collect_calibration(enc, held, ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                             "self_attn.out_proj", "fc1", "fc2"))
     errs = {init: _held_out_errors(enc, to_residual(enc, groups=2, rank=16, init=init, calib=calib,

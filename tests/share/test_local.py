@@ -119,21 +119,12 @@ def test_bad_share_options_are_one_line_errors(tone_data, tmp_path, capsys, flag
 def test_local_fit_lowers_every_layer_error_of_real_whisper_tiny_en():
     """On the real model, spoken words: each layer's output error falls on held-out clips."""
     import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
 
-    from stackslim.data import read_audio
+    from sharehelpers import espeak_words
 
     assert shutil.which("espeak-ng"), "espeak-ng is installed by scripts/setup.sh"
     words = "yes no up down left right on off stop go zero one two three four five".split()
-    waves = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for j, w in enumerate(words):
-            f = Path(tmp) / f"{j}.wav"
-            subprocess.run(["espeak-ng", "-v", f"en-us+{'mf'[j % 2]}{1 + j % 4}", "-w", str(f), w],
-                           check=True, capture_output=True)
-            waves.append(read_audio(f))
+    waves = espeak_words(words)
     enc = load_encoder("whisper-tiny.en")
     batches = lambda ws, off: [(ws[i : i + 4], list(range(off + i, off + i + 4)))  # noqa: E731
                                for i in range(0, len(ws), 4)]
