@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..evaluate.bleu import bootstrap_interval
 from ..evaluate.wer import pad_silence, whisper_wer
 from ..models.cache import StateCache
-from ..models.transcribe import normalize_text, word_error_rate
+from ..models.transcribe import wer_edits, wer_interval
 from ..share.asr import AsrTargets, frozen, teacher_tokens
 from ..train import TrainLog, train
 from .config import MimicConfig, MimicError
@@ -178,17 +177,13 @@ def fit_asr(model: MimicModel, data: AsrData, cfg: MimicConfig, stage: int,
                      progress=progress)
 
 
-def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    return word_error_rate(list(refs), list(hyps), normalize=False)
-
-
 def wer_with_interval(enc, whisper, tokenizer, waves: Sequence[np.ndarray], refs: Sequence[str],
                       resamples: int = 1000, seed: int = 0) -> dict:
-    """`whisper_wer` of `enc` and its percentile bootstrap 95% interval over sentences."""
+    """`whisper_wer` of `enc` and its percentile bootstrap 95% interval over sentences
+    (`models.transcribe.wer_interval` with `resamples` and `seed`)."""
     got = whisper_wer(enc, whisper, tokenizer, waves, refs)
     hyps = got["hypotheses"]
-    nh, nr = [normalize_text(h) for h in hyps], [normalize_text(r) for r in refs]  # once
-    lo, hi = bootstrap_interval(lambda h, r: corpus_wer(r, h), nh, nr, n=resamples, seed=seed)
+    lo, hi = wer_interval(*wer_edits(list(refs), hyps), n=resamples, seed=seed)
     return {"wer": got["wer"], "interval95": [lo, hi], "clips": got["clips"], "hypotheses": hyps}
 
 

@@ -34,10 +34,9 @@ from tqdm.auto import tqdm
 from .. import runtime
 from ..data import AudioDataset, load_dataset
 from ..data.pool import HELD_OUT
-from ..evaluate.bleu import bootstrap_interval
 from ..evaluate.wer import WER_WINDOW_S, pad_silence
 from ..models.base import Encoder
-from ..models.transcribe import edit_distance, normalize_text, transcribe
+from ..models.transcribe import corpus_wer, transcribe, wer_edits, wer_interval
 from .config import PruneError
 from .stack import Split, StackRunner
 
@@ -100,26 +99,12 @@ def _merge(parts: list[list]) -> list:
     return out
 
 
-def word_counts(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[int], list[int]]:
-    """Per clip: word edits and reference words, after Whisper's English normaliser."""
-    edits, words = [], []
-    for r, h in zip(refs, hyps):
-        rw, hw = normalize_text(r).split(), normalize_text(h).split()
-        edits.append(edit_distance(rw, hw))
-        words.append(len(rw))
-    return edits, words
-
-
 def wer_with_interval(refs: Sequence[str], hyps: Sequence[str], seed: int = 0) -> dict:
-    """Corpus WER and its bootstrap 95% interval (`evaluate.bleu.bootstrap_interval`, clips
-    resampled; the score of a resample is Σ edits / Σ reference words of its clips)."""
-    edits, words = word_counts(refs, hyps)
-
-    def score(e: list[int], w: list[int]) -> float:
-        return sum(e) / max(sum(w), 1)
-
-    lo, hi = bootstrap_interval(score, edits, words, seed=seed)
-    return {"wer": score(edits, words), "interval": [lo, hi], "clips": len(refs)}
+    """Corpus WER and its bootstrap 95% interval over clips (`models.transcribe.wer_interval`:
+    the score of a resample is Σ edits / Σ reference words of its clips)."""
+    edits, words = wer_edits(refs, hyps)
+    return {"wer": corpus_wer(edits, words), "interval": list(wer_interval(edits, words, seed=seed)),
+            "clips": len(refs)}
 
 
 class Transcripts:
@@ -174,8 +159,7 @@ class Transcripts:
 
     def agreement(self, kept: Sequence[int]) -> float:
         """WER of the scored clips' transcripts from `kept` against the teacher's."""
-        edits, words = word_counts(self.teacher, self.texts("score", kept))
-        return sum(edits) / max(sum(words), 1)
+        return corpus_wer(*wer_edits(self.teacher, self.texts("score", kept)))
 
     @torch.no_grad()
     def distance(self, kept: Sequence[int]) -> float:
