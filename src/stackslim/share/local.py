@@ -60,6 +60,12 @@ def _contiguous_groups(student: Encoder) -> list[list[int]]:
     return groups
 
 
+def _valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, 1) 1.0 on the valid frames of the padded batch x (B, T, D), 0.0 on padding."""
+    return (torch.arange(x.shape[1], device=x.device)[None] < lengths.to(x.device)[:, None]
+            ).unsqueeze(-1).to(x.dtype)
+
+
 def _group_out(student: Encoder, i: int, h: torch.Tensor) -> torch.Tensor:
     """Layer i's output as the cache holds it: after the final norm for the last layer."""
     norm = student.final_norm_module
@@ -78,7 +84,7 @@ def group_loss(student: Encoder, inputs: Sequence[torch.Tensor], cache: StateCac
         x = pad_frames([inputs[r] for r in grp])  # (B, T, D)
         n = cache.lengths[list(grp)]
         ctx = student.stack_context(x, n)
-        mask = (torch.arange(x.shape[1])[None] < n[:, None]).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        mask = _valid(x, n)
         h = x
         for j, i in enumerate(members):
             h = student.run_layer(i, h, ctx)
@@ -171,7 +177,7 @@ def layer_errors(student: Encoder, cache: StateCache, batch_size: int = 16) -> l
         rows = list(range(s, min(s + batch_size, len(cache))))
         x0, n = cache.batch(0, rows)
         ctx = student.stack_context(x0, n)
-        mask = (torch.arange(x0.shape[1])[None] < n[:, None]).unsqueeze(-1).to(x0.dtype)
+        mask = _valid(x0, n)
         h = x0
         for i in range(L):
             t_in, _ = cache.batch(i, rows)

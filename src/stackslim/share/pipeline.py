@@ -149,11 +149,11 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         pool_cache = pool_val = asr = None
         if pool is not None and rec.epochs > 0:  # encoded once, like the train split
             pool_cache, pool_val = _unlabelled(teacher, pool, cfg, cached, progress)
-        val_cache = task.cache(teacher, "validation", progress=progress)
-        test_cache = task.cache(teacher, "test", progress=progress)
-        err_cache = distill_cache(teacher, task.dataset.batches(task.splits["validation"], 16),
+        # every state of the validation split: validation reads 0 and L, the layer errors all
+        val_cache = distill_cache(teacher, task.dataset.batches(task.splits["validation"], 16),
                                   total=len(task.splits["validation"]), states="all",
-                                  desc="teacher states (layer errors)", progress=progress)
+                                  desc="encoding validation", progress=progress)
+        test_cache = task.cache(teacher, "test", progress=progress)
         teacher.cpu()  # the cached states are on the CPU; so are conversion, recovery and latency
         y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
         head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
@@ -191,7 +191,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                 raise ShareError(f"--size: {e}") from None
             raise
         before = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
-        errors = {"converted": layer_errors(student, err_cache)}
+        errors = {"converted": layer_errors(student, val_cache)}
         after = log = rec_data = local = None
         if rec.epochs > 0 or cfg.local_epochs > 0:
             rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache,
@@ -201,7 +201,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
             local_log = fit_local(student, rec_cache, fit, cfg.local_mode, progress=progress)
             local = {**local_log.to_json(), "clips": len(rec_cache),
                      "eval": _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)}
-            errors["local"] = layer_errors(student, err_cache)
+            errors["local"] = layer_errors(student, val_cache)
         if rec.epochs > 0:
             if asr is not None:  # its targets' rows follow the train split's in rec_cache
                 asr = replace(asr, train=asr.train.shifted(len(train_cache)))
@@ -213,7 +213,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                           val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
                           progress=progress, asr=asr)
             after = _evaluate(teacher, student, head, test_cache, y_test, wer_ctx)
-            errors["recovered"] = layer_errors(student, err_cache)
+            errors["recovered"] = layer_errors(student, val_cache)
         if not r.is_main:  # latency is timed, and files written, by rank 0 alone
             return None
         student.save(r.out / "model")
