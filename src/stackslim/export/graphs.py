@@ -17,7 +17,8 @@ compute the same valid frames from the batch with masks:
   conv2, GELU, positions, the layers with padded keys masked (unpadded), the final norm.
 
 Outputs: ``last_hidden_state`` (B, T, D), ``lengths`` (B,) int64 valid frames, and
-``logits`` (B, C) where the model has a head. Layers run through the adapter's own
+``logits`` (B, C) where the model has a head (an ASR mimic has none: its last state is what
+the Whisper decoder reads). Layers run through the adapter's own
 `run_layer`, so pruned and shared (ResidualTransformer) stacks export as they compute.
 """
 from __future__ import annotations
@@ -186,7 +187,10 @@ def _transformer_mimic(layer: nn.Module, x: torch.Tensor, lengths: torch.Tensor)
 
 
 class MimicGraph(nn.Module):
-    """A `MimicModel`: front end before positions, (positions), mimic layers, head."""
+    """A `MimicModel`: front end before positions, (positions), mimic layers, head.
+
+    Outputs (h, lengths, logits), or (h, lengths) for a mimic without a head (``--task asr``:
+    h (B, T, d), the last mimic layer's output, is what the teacher's Whisper decoder reads)."""
 
     def __init__(self, mimic: nn.Module):
         super().__init__()
@@ -199,4 +203,6 @@ class MimicGraph(nn.Module):
             h = self.graph.add_positions(h, n)
         for layer in self.mimic.layers:
             h = _transformer_mimic(layer, h, n) if hasattr(layer, "layer") else layer(h, n)
+        if self.mimic.head is None:
+            return h, n
         return h, n, self.mimic.head(h, n)

@@ -5,15 +5,19 @@
     res.parity["max_abs_diff"]        # float ONNX vs PyTorch on valid frames
 
 What is read: anything `load_encoder` reads (a teacher folder or name, a pruned folder with its
-head, a shared folder, a mimic folder with its head). What is written, atomically (a temporary
-folder renamed into `out`; a failure leaves nothing):
+head, a shared folder, a mimic folder with its head, or an ASR mimic folder of
+`stackslim mimic --task asr`, whose last state the teacher's Whisper decoder reads: exported
+without logits, ONNX only). What is written, atomically (a temporary folder renamed into
+`out`; a failure leaves nothing):
 
 - onnx: ``model.onnx`` (+ ``model.int8.onnx`` with int8), ``export.json``;
 - ct2:  the CTranslate2 folder (``model.bin``, ``config.json``, ``vocabulary.json``,
   ``tokenizer.json``, ``preprocessor_config.json``; with int8 also ``int8/``), ``export.json``.
 
-``export.json`` says what was exported, from where, the graph's inputs and outputs, the file
-sizes, and the parity measured on a padded batch of clips of different lengths.
+``export.json`` says what was exported, from where, for which task (``classification``: logits
+from the head; ``asr``: the states a Whisper decoder reads; ``encoder``: states only), the
+graph's inputs and outputs, the file sizes, and the parity measured on a padded batch of clips
+of different lengths. `export_loaded` exports a model already in memory (the study's variants).
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ class ExportResult:
     onnx_graph: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
+    task: str = ""  # classification (logits), asr (states for a Whisper decoder), encoder
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +73,14 @@ class Loaded:
     head: Any  # the task head, or None
     encoder: Any  # the Encoder whose family and front end the graph uses
     source: Path | None
+
+    @property
+    def task(self) -> str:
+        """classification (a head: logits), asr (a mimic without a head, trained for the
+        teacher's Whisper decoder: `stackslim mimic --task asr`) or encoder (states only)."""
+        if self.head is not None:
+            return "classification"
+        return "asr" if self.kind == "mimic" else "encoder"
 
 
 def load_model(spec: str | os.PathLike) -> Loaded:
@@ -111,14 +124,20 @@ def run(model_dir: str | os.PathLike, out: str | os.PathLike, cfg: ExportConfig 
     if missing:
         raise ExportError(f"--format {cfg.format} needs {', '.join(missing)}: "
                           f"pip install 'stackslim[export]'")
-    loaded = load_model(model_dir)
+    return export_loaded(load_model(model_dir), out, cfg, str(model_dir))
+
+
+def export_loaded(loaded: Loaded, out: str | os.PathLike, cfg: ExportConfig, source: str) -> ExportResult:
+    """Export a model already loaded (`load_model`, or built in memory: a pruned variant with
+    a head) into the folder `out`, atomically; `source` is what export.json names as its origin."""
+    out = Path(out)
     _check_out(loaded.source, out)
     with atomic_dir(out) as tmp:
         if cfg.format == "onnx":
             res = _onnx(loaded, tmp, cfg)
         else:
             res = _ct2(loaded, tmp, cfg)
-        res.source, res.out = str(model_dir), str(out)
+        res.source, res.out, res.task = source, str(out), loaded.task
         res.files = _sizes(tmp)
         res.config, res.versions = asdict(cfg), provenance()
         write_json(tmp / EXPORT_JSON, res)
@@ -179,6 +198,11 @@ def _onnx(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
                   names[1]: "(batch,) int64 valid samples"}
     outputs = {"last_hidden_state": "(batch, frames, hidden) float32, after the final norm if any",
                "lengths_out": "(batch,) int64 valid frames"}
+    if loaded.task == "asr":
+        decoder = loaded.model.info.get("decoder", loaded.model.info.get("teacher", "the teacher"))
+        outputs["last_hidden_state"] = (f"(batch, frames, hidden) float32, the last mimic layer's "
+                                        f"output (no final norm): the encoder states {decoder}'s "
+                                        f"Whisper decoder reads (no logits: the model has no head)")
     if loaded.head is not None:
         outputs["logits"] = "(batch, classes) float32, the task head over valid frames"
     return ExportResult(source="", out="", kind=loaded.kind, family=enc.family, format="onnx",
@@ -195,6 +219,11 @@ def _ct2(loaded: Loaded, tmp: Path, cfg: ExportConfig) -> ExportResult:
     if enc.family != "whisper":
         raise ExportError(f"--format ct2 exports Whisper models only; {enc.name} is {enc.family} "
                           f"(use --format onnx)")
+    if loaded.kind == "mimic" and loaded.task == "asr":
+        raise ExportError(f"--format ct2 cannot hold an ASR mimic: CTranslate2's Whisper encoder is "
+                          f"fixed (conv1, conv2, positions, pre-norm GELU attention layers, a final "
+                          f"LayerNorm) and a {loaded.model.kind} mimic layer is none of these; use "
+                          f"--format onnx (the Whisper decoder reads its last_hidden_state)")
     if loaded.kind == "mimic":
         raise ExportError("--format ct2 cannot export a mimic model (no Whisper decoder reads it); "
                           "use --format onnx")
