@@ -102,3 +102,37 @@ def test_report_renders_in_chromium_without_console_errors(study_dir):
     assert "Every variant side by side" in proc.stdout  # the page was parsed and laid out
     console = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and ("Error" in l or "error" in l)]
     assert not console, console
+
+
+def test_int8_columns_beside_every_pytorch_row(study_dir):
+    """The teacher, the best pruned, each mimic and each shared variant, exported to ONNX int8
+    and measured: bytes smaller than float, latency timed with the PyTorch rows, accuracy."""
+    from pathlib import Path
+
+    out, _ = study_dir
+    r = json.loads((out / "results.json").read_text())
+    rows = r["compare"]["rows"]
+    measured = [row for row in rows if row.get("int8")]
+    assert {"teacher", "mimic", "shared"} <= {row["kind"] for row in measured}
+    pruned = [row for row in rows if row["kind"] == "pruned"]
+    assert sum(row["kind"] == "pruned" for row in measured) == (1 if pruned else 0)
+    if pruned:  # the one that deletes the most layers
+        assert min(p["layers"] for p in pruned) == next(m["layers"] for m in measured if m["kind"] == "pruned")
+    assert r["compare"]["int8"]["failed"] == [] and r["compare"]["int8"]["variants"] == len(measured)
+    for row in measured:
+        q = row["int8"]
+        assert q["error"] is None, q
+        onnx = Path(q["dir"]) / "model.int8.onnx"
+        assert onnx.stat().st_size == q["bytes"] < q["float_onnx_bytes"]
+        assert q["bytes"] < (Path(q["dir"]) / "model.onnx").stat().st_size
+        assert 0.0 <= q["accuracy"] <= 1.0 and 0.0 <= q["float_accuracy"] <= 1.0
+        assert q["accuracy_change"] == pytest.approx(q["accuracy"] - q["float_accuracy"])
+        assert q["test_clips"] == r["prune"]["task"]["clips"]["test"]
+        assert q["batch1_ms"] > 0 and q["speedup"] == pytest.approx(row["batch1_ms"] / q["batch1_ms"])
+        assert 0 < q["rel_error"] < 1.0
+        if row["kind"] == "mimic":  # its own head: the float accuracy is the mimic step's
+            assert q["head"] == "own" and q["float_accuracy"] == row["accuracy"]
+    teacher = rows[0]
+    assert teacher["int8"]["bytes"] < teacher["bytes"]  # than the PyTorch safetensors too
+    html = (out / "report.html").read_text()
+    assert "What a device runs: onnxruntime int8" in html and "Accuracy, int8" in html

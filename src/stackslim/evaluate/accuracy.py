@@ -9,7 +9,7 @@ and its compressed students compare exactly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -56,7 +56,16 @@ def wave_accuracy(enc: Encoder, head: ClassifierHead, waves: Sequence[np.ndarray
     """Accuracy of encoder (front end and stack) + head on clips (no cached states)."""
     enc.eval()
     head.eval()
+    return clip_accuracy(lambda w: wave_logits(enc, head, w), waves, y, batch_size)
+
+
+@torch.no_grad()
+def clip_accuracy(logits: Callable[[list], torch.Tensor | np.ndarray], waves: Sequence[np.ndarray],
+                  y: torch.Tensor, batch_size: int = 32) -> float:
+    """Accuracy of any clips → (B, C) logits function (a PyTorch model, an onnxruntime
+    session) on `waves`, `batch_size` clips per call: hits / len(waves)."""
     right = 0
     for s in range(0, len(waves), batch_size):
-        right += int((wave_logits(enc, head, waves[s : s + batch_size]).argmax(-1) == y[s : s + batch_size]).sum())
+        out = torch.as_tensor(logits(list(waves[s : s + batch_size])))
+        right += int((out.argmax(-1) == y[s : s + batch_size]).sum())
     return right / max(len(waves), 1)

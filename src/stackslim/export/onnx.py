@@ -14,6 +14,7 @@ each weight read transposed once, transposed, instead.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -161,8 +162,12 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
     # a Conv whose weight is computed in the graph (wav2vec2's weight-normed positional conv)
     # cannot be quantized by onnxruntime (it raises): it stays float
     computed = [n.name for n in g.node if n.op_type == "Conv" and n.input[1] not in inits]
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=list(INT8_OPS), nodes_to_exclude=computed)
+    logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) first, once per call
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=list(INT8_OPS), nodes_to_exclude=computed)
+    finally:
+        logging.disable(logging.NOTSET)
     return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
             "per_channel": True, "ops": list(INT8_OPS), "float_convs": len(computed),
             "float_bytes": float_initializer_bytes(dst)}

@@ -1,9 +1,11 @@
 """The study's last steps: word error rate of every encoder through the Whisper decoder
 (`wer`), and every variant measured side by side the same way (`compare`: parameters, bytes,
 CPU latency interleaved on the same clips, accuracy, capacity, WER, and for a multilingual
-Whisper teacher BLEU, chrF and same-language WER from the `translate` step)."""
+Whisper teacher BLEU, chrF and same-language WER from the `translate` step; unless --no-onnx,
+each variant's onnxruntime int8 export beside its PyTorch row: `study.int8`)."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from ..results import write_json
 from ..share.io import DECODER
 from ..share.load import load_shared
 from .config import StudyConfig
+from .int8 import Int8Columns
 
 
 def pruned_variants(prune_summary: dict) -> dict[str, tuple[str, list[int]]]:
@@ -112,6 +115,7 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
         t_acc = prune_s["teacher"]["test_accuracy"]
         L = enc.num_layers
         rows, fns = [], {}
+        models = {"teacher": ("teacher", enc, None)}  # row → (kind, model, folder): int8 exports
 
         def enc_fn(e):
             return lambda w: head(*e.encode(w))
@@ -129,6 +133,7 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
                          "stack_params": small.num_params(stack_only=True), "bytes": _encoder_bytes(small),
                          "accuracy": curve["test_accuracy"][k], "capacity": curve["capacity"][k]})
             fns[v] = enc_fn(small)
+            models[v] = ("pruned", small, None)
         for name, s in summaries.get("mimic", {}).items():
             m = MimicModel.load(s["model_dir"])
             v = f"mimic: {name}"
@@ -137,6 +142,7 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
                          "stack_params": m.num_params("stack"), "bytes": bytes_on_disk(s["model_dir"]),
                          "accuracy": s["accuracy"], "capacity": s["capacity"], "capped": _capped(s)})
             fns[v] = m
+            models[v] = ("mimic", m, s["model_dir"])
         for name, s in summaries.get("share", {}).items():
             sh = load_shared(s["model_dir"])
             rep = sh.size_report()
@@ -148,6 +154,12 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
                          "bytes": bytes_on_disk(s["model_dir"]) - dec_bytes,
                          "accuracy": s["accuracy"], "capacity": s["capacity"], "capped": _capped(s)})
             fns[v] = enc_fn(sh)
+            models[v] = ("shared", sh, s["model_dir"])
+        int8 = Int8Columns(enc, task, cfg, folder / "int8") if cfg.onnx else None
+        if int8 is not None:
+            fns.update(int8.prepare(rows, models))
+        else:  # no exports of an earlier run left beside rows that do not have them
+            shutil.rmtree(folder / "int8", ignore_errors=True)
         lat = interleaved_latency(fns, waves, repeats=5)
         wer = summaries.get("wer", {}).get("wer", {})
         translation = summaries.get("translate", {}).get("scores", {})
@@ -157,6 +169,9 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
             r["stack_ratio"] = r["stack_params"] / rows[0]["stack_params"]
             r["wer"] = wer.get(row_key(r["variant"]))
             r.update(translation_columns(translation.get(row_key(r["variant"]))))
+        if int8 is not None:
+            int8.attach(rows, lat)
         write_json(folder / "variants.json", rows)
-        return {"rows": rows, "latency_clips": len(waves), "threads": torch.get_num_threads()}
+        return {"rows": rows, "latency_clips": len(waves), "threads": torch.get_num_threads(),
+                "int8": int8.summary() if int8 is not None else {"skipped": "--no-onnx"}}
     return step

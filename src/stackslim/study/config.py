@@ -91,6 +91,10 @@ class StudyConfig:
     latency_clips: int = field(default=8, metadata={"help": "clips timed per variant for CPU latency"})
     seed: int = field(default=0, metadata={"help": "seed of splits, subsets and training"})
     stop_after: str = field(default="", metadata={"help": "stop after this step (a rerun resumes)"})
+    onnx: bool = field(default=True, metadata={
+        "help": "export every variant of the side-by-side table (teacher, best pruned, mimic, "
+                "shared) to ONNX int8 and measure its bytes, CPU latency and test accuracy beside "
+                "its PyTorch row (--no-onnx: skip)"})
 
     def __post_init__(self) -> None:
         for name in ("strategies", "mimic_grid", "share_grid"):

@@ -258,5 +258,5 @@ def _steps(runner: StepRunner, result: StudyResult, spec: str, enc: Encoder, ds:
     summaries = {"prune": result.prune, "mimic": result.mimic, "share": result.share,
                  "wer": result.wer or {}, "translate": result.translate or {}}
     result.compare = runner.run("compare", [list(runner.keys.values()), cfg.latency_clips, cfg.task,
-                                            cfg.max_clips, runner.ran],
+                                            cfg.max_clips, runner.ran, cfg.onnx],
                                 compare_step(enc, ds, cfg, summaries))

@@ -18,6 +18,30 @@ COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder par
            ("wer", "WER")]
 CAPPED = ("capped", "Training cut short by --max-minutes")
 TRANSLATION = [("bleu", "BLEU → en"), ("chrf", "chrF → en"), ("wer_other", "WER % other languages")]
+INT8_COLUMNS = [("variant", "Variant"), ("bytes", "Bytes, PyTorch"), ("int8_bytes", "Bytes, int8 ONNX"),
+                ("size_ratio", "int8 size / PyTorch size"), ("batch1_ms", "CPU ms/clip, PyTorch (batch 1)"),
+                ("int8_batch1_ms", "CPU ms/clip, int8 (batch 1)"), ("int8_batched_ms", "CPU ms/clip, int8 (batched)"),
+                ("int8_speedup", "int8 speed-up over PyTorch (batch 1)"), ("float_accuracy", "Accuracy, float"),
+                ("int8_accuracy", "Accuracy, int8"), ("change", "int8 − float (points)"),
+                ("rel_error", "int8 relative error"), ("error", "Not measured: why")]
+
+
+def int8_rows(rows: list[dict]) -> list[dict]:
+    """One row per variant with int8 columns (`study.int8`), flattened for the report's table."""
+    out = []
+    for r in rows:
+        q = r.get("int8")
+        if not q:
+            continue
+        ok = q.get("error") is None
+        out.append({"variant": r["variant"], "bytes": r["bytes"], "batch1_ms": r["batch1_ms"],
+                    "int8_bytes": q.get("bytes"), "size_ratio": q.get("size_ratio"),
+                    "int8_batch1_ms": q.get("batch1_ms"), "int8_batched_ms": q.get("batched_ms"),
+                    "int8_speedup": q.get("speedup"), "float_accuracy": q.get("float_accuracy"),
+                    "int8_accuracy": q.get("accuracy"),
+                    "change": round(100 * q["accuracy_change"], 1) if ok else None,
+                    "rel_error": q.get("rel_error"), "error": q.get("error")})
+    return out
 
 
 def _ci(row: dict, name: str, key: str | None = None) -> str:
@@ -89,6 +113,17 @@ def findings(r: dict) -> list[str]:
         out.append(f"Best {kind} variant by capacity: {b['variant']}: {_pct(b['capacity'])} capacity, "
                    f"stack at {_pct(b['stack_ratio'])} of the teacher's, {b['speedup']:.1f}× the "
                    f"teacher's speed at batch 1.")
+    q = [x for x in rows if (x.get("int8") or {}).get("error") is None and x.get("int8")]
+    if q:
+        worst = min(q, key=lambda x: x["int8"]["accuracy_change"])
+        out.append(f"onnxruntime int8: files {min(x['int8']['size_ratio'] for x in q):.2f}–"
+                   f"{max(x['int8']['size_ratio'] for x in q):.2f}× the PyTorch bytes, "
+                   f"{min(x['int8']['speedup'] for x in q):.1f}–{max(x['int8']['speedup'] for x in q):.1f}× "
+                   f"PyTorch's speed at batch 1; the largest accuracy change "
+                   f"{100 * worst['int8']['accuracy_change']:+.1f} points ({worst['variant']}).")
+    failed = [x["variant"] for x in rows if (x.get("int8") or {}).get("error")]
+    if failed:
+        out.append(f"int8 export or measurement failed for: {', '.join(failed)} (reasons in the int8 table).")
     cut = [x["variant"] for x in rows if x.get("capped")]
     if cut:
         out.append(f"The wall-clock cap (--max-minutes {r['config'].get('max_minutes')}) cut training "
@@ -162,6 +197,23 @@ def write_report(r: dict, out: Path) -> Path:
         "split. Pruned variants: each strategy's deletion count chosen on validation at ≥ 95% capacity, "
         "no post-training. WER: the original Whisper decoder reading each encoder's states. BLEU, chrF "
         "and WER of other languages: over all clips of the translation set (next section).", "note")
+
+    q8 = int8_rows(rows)
+    if q8:
+        page.heading("What a device runs: onnxruntime int8", "int8")
+        page.table(q8, INT8_COLUMNS if any(x["error"] for x in q8) else INT8_COLUMNS[:-1])
+        info = r.get("compare", {}).get("int8", {})
+        page.paragraph(
+            "Each variant (the teacher, the pruned variant that deletes the most layers, every mimic and "
+            "shared variant) exported by stackslim export (ONNX, int8 weights by onnxruntime's dynamic "
+            "quantization; front end, stack and head in one graph) and run by onnxruntime on "
+            f"{info.get('threads', '?')} thread(s). Bytes: model.int8.onnx against the PyTorch row's bytes "
+            "above. Latency: audio → logits, timed in the same interleaved rounds and on the same clips as "
+            "the PyTorch rows. Accuracy: the whole test split, the float PyTorch model and the int8 model "
+            f"with one head (a mimic's own; otherwise {info.get('teacher_head', 'the teacher head')}), so "
+            "the change is the cost of int8 alone; the float accuracy can differ from the table above, "
+            "whose shared rows use their own step's head. Relative error: ||int8 − float|| / ||float|| of "
+            "the last state on the export's parity clips.", "note")
 
     tr = r.get("translate") or {}
     if tr.get("scores") or tr.get("skipped"):
