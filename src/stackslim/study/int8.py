@@ -82,6 +82,7 @@ class Int8Columns:
                                        seed=cfg.seed)
         self.info: dict[str, dict] = {}
         self.seconds: dict[str, float] = {}
+        self.phases = {"head": 0.0, "export": 0.0, "accuracy": 0.0}  # wall seconds of each part
         self.threads = torch.get_num_threads()
 
     def prepare(self, rows: list[dict], models: dict[str, tuple[str, Any, str | None]]
@@ -109,28 +110,36 @@ class Int8Columns:
                                     Path(source) if source else None)
                     float_fn, used = model, "own"
                 else:
-                    head = head or teacher_head(self.enc, self.task, self.cfg.seed)
+                    if head is None:
+                        t = time.monotonic()
+                        head = teacher_head(self.enc, self.task, self.cfg.seed)
+                        self.phases["head"] += time.monotonic() - t
                     loaded = Loaded(kind, model, head, model, Path(source) if source else None)
-                    float_fn, used = (lambda w, m=model: head(*m.encode(w))), TEACHER_HEAD
+                    float_fn, used = (lambda w, m=model, h=head: h(*m.encode(w))), TEACHER_HEAD
                 fns[f"{v} · {INT8}"] = self._measure(v, loaded, float_fn, used, waves, y)
             except Exception as e:  # one variant's failure is its row's, not the study's
                 self.info[v] = {"error": _reason(e)}
-        self.seconds = {"wall": round(time.monotonic() - t0, 1), "cpu": round(time.process_time() - c0, 1)}
+        self.seconds = {"wall": round(time.monotonic() - t0, 1), "cpu": round(time.process_time() - c0, 1),
+                        **{k: round(v, 1) for k, v in self.phases.items()}}
         return fns
 
     def _measure(self, v: str, loaded: Loaded, float_fn: Callable, head: str, waves: list,
                  y: torch.Tensor) -> Callable:
         out = self.folder / slug(v)
+        t = time.monotonic()
         res = export_loaded(loaded, out, self.export_cfg, source=f"study variant {v}")
+        self.phases["export"] += time.monotonic() - t
         sess = session(out / "model.int8.onnx", threads=self.threads)
         front = loaded.encoder
 
         def int8_fn(w: list) -> np.ndarray:  # clips → (B, C) logits, all in onnxruntime
             return run_onnx(sess, *graph_inputs(front, w))[2]
 
+        t = time.monotonic()
         with torch.inference_mode():
             acc_float = clip_accuracy(float_fn, waves, y, batch_size=16)
             acc_int8 = clip_accuracy(int8_fn, waves, y, batch_size=16)
+        self.phases["accuracy"] += time.monotonic() - t
         self.info[v] = {"bytes": res.files["model.int8.onnx"], "float_onnx_bytes": res.files["model.onnx"],
                         "accuracy": acc_int8, "float_accuracy": acc_float,
                         "accuracy_change": acc_int8 - acc_float, "rel_error": res.int8["parity"]["rel_error"],
@@ -153,8 +162,8 @@ class Int8Columns:
 
     def summary(self) -> dict:
         """What the compare step's summary records about the int8 columns (``seconds``: wall and
-        CPU (this process) seconds of the exports, the head and the accuracies; their latency
-        rounds are the compare step's)."""
+        CPU (this process) seconds of the exports, the head and the accuracies, and the wall
+        seconds of each of those parts; their latency rounds are the compare step's)."""
         return {"seconds": self.seconds, "threads": self.threads,
                 "teacher_head": TEACHER_HEAD, "export": asdict(self.export_cfg),
                 "variants": len(self.info), "failed": sorted(v for v, i in self.info.items() if i["error"])}
