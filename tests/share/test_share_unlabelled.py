@@ -66,3 +66,19 @@ def test_bad_unlabelled_spec_is_a_one_line_error_and_writes_nothing(tone_data, t
     err = capsys.readouterr().err.strip()
     assert rc == 2 and not out.exists()
     assert len(err.splitlines()) == 1 and "--unlabelled" in err and str(bad) in err
+
+
+def test_whisper_reads_unlabelled_clips_whole_and_followed_by_silence(tone_data, pool, tmp_path):
+    """For Whisper the unlabelled clips are padded with silence (as Whisper reads speech) and kept
+    whole, not cut into the train clips' windows: the teacher's states of a clip attended to all
+    of it. The layer-wise fit alone (--epochs 0) reads them too."""
+    args = ["share", "random:whisper", str(tone_data), *FAST, "--unlabelled", str(pool),
+            "--max-unlabelled", "4"]
+    assert main([*args, "--out", str(tmp_path / "e2e"), "--epochs", "1"]) == 0
+    n = json.loads((tmp_path / "e2e" / "share.json").read_text())["recovery"]["data"]
+    assert n["unlabelled_clips"] == n["unlabelled_windows"] == 4
+    assert n["unlabelled_frames"] == 4 * 300  # 0.6 s of noise + silence up to 6 s, 50 states/s
+    assert main([*args, "--out", str(tmp_path / "local"), "--epochs", "0", "--local-epochs", "1"]) == 0
+    res = json.loads((tmp_path / "local" / "share.json").read_text())
+    assert res["local"]["clips"] == res["task"]["clips"]["train"] + 4
+    assert not any("unused" in note for note in res["notes"])

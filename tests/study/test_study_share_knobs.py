@@ -65,7 +65,17 @@ def test_asr_weight_without_clips_fails_before_any_step(tone_data, tmp_path, cap
 
     out = tmp_path / "study"
     rc = main(["study", "random:whisper", str(tone_data), "--quick", "--out", str(out),
-               "--share-asr-weight", "1"])
+               "--share-asr-weight", "1", "--share-unlabelled", "none"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "--share-asr-weight" in err[0]
     assert not (out / "analyze").exists()
+
+
+def test_share_unlabelled_auto_gives_whisper_sentences_and_others_none():
+    def unlabelled(whisper: bool, **kw) -> str:
+        return study_pipeline.method_configs(StudyConfig(**kw), whisper)["share-K3-r16"].unlabelled
+
+    assert unlabelled(True) == "synth-sentences"  # the default: Whisper's variants keep transcribing
+    assert unlabelled(False) == ""
+    assert unlabelled(True, share_unlabelled="none") == unlabelled(False, share_unlabelled="none") == ""
+    assert unlabelled(False, share_unlabelled="/data/pool") == "/data/pool"

@@ -40,11 +40,7 @@ def run(ns: argparse.Namespace) -> int:
     print(f"saved model: {b['strategy']} ({b['variant']}), layers {b['deleted_layers']} deleted, "
           f"test accuracy {b['test_accuracy']:.4f} (capacity {b['test_capacity']:.3f})"
           + ("" if cfg.save_model else " [not written: --no-save-model]"))
-    if result.removed:
-        print(f"removed {', '.join(f'{ns.out}/{r}' for r in result.removed)}: left by an earlier run "
-              "(--no-save-model writes no model)")
-    print(f"results: {ns.out}/pruning.json, {ns.out}/pruning.png" + (f", {ns.out}/model/" if cfg.save_model else ""))
-    return 0
+    return _report_files(result, ns)
 
 
 def _report_asr(result, ns: argparse.Namespace) -> int:
@@ -59,8 +55,14 @@ def _report_asr(result, ns: argparse.Namespace) -> int:
           f"{100 * b['agreement_wer']:.2f}%, eval WER {100 * b['eval_wer']:.2f}% [{100 * lo:.2f}, "
           f"{100 * hi:.2f}] (teacher {100 * b['teacher_eval_wer']:.2f}%)"
           + ("" if cfg.save_model else " [not written: --no-save-model]"))
+    return _report_files(result, ns)
+
+
+def _report_files(result, ns: argparse.Namespace) -> int:
+    """The lines both tasks end with: what an earlier run left and was removed, what was written."""
     if result.removed:
         print(f"removed {', '.join(f'{ns.out}/{r}' for r in result.removed)}: left by an earlier run "
               "(--no-save-model writes no model)")
-    print(f"results: {ns.out}/pruning.json, {ns.out}/pruning.png" + (f", {ns.out}/model/" if cfg.save_model else ""))
+    print(f"results: {ns.out}/pruning.json, {ns.out}/pruning.png"
+          + (f", {ns.out}/model/" if result.config.save_model else ""))
     return 0

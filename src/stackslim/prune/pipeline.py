@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import runtime
 from ..data import AudioDataset
@@ -38,7 +37,7 @@ from .pipeline_asr import run_asr
 from .plots import plot_curves
 from .save import save_pruned
 from .stack import Split, front_end_states, kept_layers
-from .strategies import ScoringContext, deletion_order
+from .strategies import ScoringContext, each_order
 from .teacher import Teacher, train_teacher
 
 COMMAND = "prune"
@@ -147,16 +146,12 @@ def run_pruning(enc: Encoder, task: Task, cfg: PruneConfig = PruneConfig(),
     evaluator = Evaluator(runner, teacher.head, task.num_classes, refit_cfg)
     ctx = ScoringContext(runner, teacher.head, enc.num_layers, cfg.knn_k, refit=evaluator.refit_head,
                          progress=progress, threshold=cfg.threshold, beam_width=cfg.beam_width)
-    results = []
-    bar = tqdm(cfg.strategies, desc="strategies", unit="strategy", disable=not progress, leave=False)
-    for name in bar:
-        bar.set_postfix(strategy=name)
-        t = time.monotonic()
-        order, info = deletion_order(name, ctx)
+    results, t = [], time.monotonic()
+    for name, order, info in each_order(cfg.strategies, ctx, progress):
         variants = VARIANTS if cfg.refit else ("no_refit",)
         curves = {v: evaluator.curve(order, v) for v in variants}
         results.append(StrategyResult(name, order, info, curves, time.monotonic() - t))
-    bar.close()
+        t = time.monotonic()
     s, variant, k = _choose_best(results, cfg.threshold)
     deleted = sorted(s.order[:k])
     curve = s.curves[variant]

@@ -27,7 +27,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from ..data import AudioDataset
 from ..evaluate.wer import load_tokenizer, pad_silence, whisper_wer
@@ -42,7 +41,7 @@ from .config import PAPER_STRATEGIES, PruneConfig, PruneError
 from .plots import plot_curves
 from .save import save_pruned
 from .stack import kept_layers
-from .strategies import ScoringContext, deletion_order
+from .strategies import ScoringContext, each_order
 
 COMMAND = "prune"
 WRITES = ("pruning.json", "pruning.png", "model")  # as the classification tasks write
@@ -144,14 +143,10 @@ def run_pruning_asr(enc: Encoder, whisper, tokenizer, clips: AsrClips, cfg: Prun
     ctx = ScoringContext(scorer.runner, None, enc.num_layers, cfg.knn_k, progress=progress, split="score",
                          beam_width=cfg.beam_width, quality=scorer.quality,
                          quality_names=("-agreement_wer", "-state_distance"), margin=margin)
-    results = []
-    bar = tqdm(cfg.strategies, desc="strategies", unit="strategy", disable=not progress, leave=False)
-    for name in bar:
-        bar.set_postfix(strategy=name)
-        t = time.monotonic()
-        order, info = deletion_order(name, ctx)
+    results, t = [], time.monotonic()
+    for name, order, info in each_order(cfg.strategies, ctx, progress):
         results.append(AsrStrategyResult(name, order, info, wer_curve(scorer, order), time.monotonic() - t))
-    bar.close()
+        t = time.monotonic()
     s, k = _choose_best(results, margin)
     deleted = sorted(s.order[:k])
     points = []

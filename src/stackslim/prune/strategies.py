@@ -48,7 +48,7 @@ scores and follows the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -294,3 +294,14 @@ def deletion_order(name: str, ctx: ScoringContext) -> Order:
     if sorted(order) != ctx.deletable:
         raise AssertionError(f"strategy {name} returned {order}, not a permutation of {ctx.deletable}")
     return order, info
+
+
+def each_order(names: list[str] | tuple[str, ...], ctx: ScoringContext, progress: bool = True
+               ) -> Iterator[tuple[str, list[int], dict]]:
+    """(name, order, info) of every strategy in turn, under one progress bar (the caller
+    measures each order's curve before the next strategy runs)."""
+    bar = tqdm(names, desc="strategies", unit="strategy", disable=not progress, leave=False)
+    for name in bar:
+        bar.set_postfix(strategy=name)
+        yield (name, *deletion_order(name, ctx))
+    bar.close()

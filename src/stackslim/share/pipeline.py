@@ -83,14 +83,14 @@ def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, w
 def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress: bool
                 ) -> tuple[StateCache, StateCache | None]:
     """Teacher states of the --unlabelled clips, and of those held out to validate the decoder
-    loss. With --asr-weight the clips are encoded whole and followed by silence
-    (`asr.padded_batches`), as the WER check reads sentences, and a tenth of them (at most 32)
+    loss. For Whisper every clip is followed by silence (`asr.padded_batches`), as Whisper reads
+    speech and as the WER check reads sentences; with --asr-weight a tenth of them (at most 32)
     is held out; without it, none is."""
     pool_ds, pool_idx = pool
     asr = cfg.asr_weight > 0
     n_val = min(32, max(1, len(pool_idx) // 10)) if asr and len(pool_idx) > 1 else 0
     fit_idx, val_idx = pool_idx[: len(pool_idx) - n_val], pool_idx[len(pool_idx) - n_val:]
-    wrap = padded_batches if asr else (lambda b: b)
+    wrap = padded_batches if teacher.family == "whisper" else (lambda b: b)
     cache = distill_cache(teacher, wrap(pool_ds.batches(fit_idx, 16)), total=len(fit_idx),
                           states=cached, desc="teacher states (unlabelled)", progress=progress)
     val_cache = distill_cache(teacher, wrap(pool_ds.batches(val_idx, 16)), total=len(val_idx),
@@ -147,7 +147,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         train_cache = distill_cache(teacher, task.dataset.batches(task.splits["train"], 16),
                                     total=len(task.splits["train"]), states=cached, progress=progress)
         pool_cache = pool_val = asr = None
-        if pool is not None and rec.epochs > 0:  # encoded once, like the train split
+        if pool is not None and (rec.epochs > 0 or cfg.local_epochs > 0):  # encoded once
             pool_cache, pool_val = _unlabelled(teacher, pool, cfg, cached, progress)
         # every state of the validation split: validation reads 0 and L, the layer errors all
         val_cache = distill_cache(teacher, task.dataset.batches(task.splits["validation"], 16),
@@ -165,7 +165,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                               if pool_val is not None else None, cfg.asr_select, tok)
         notes: list[str] = []
         if pool is not None and pool_cache is None:
-            notes.append("--unlabelled unused: no recovery (--epochs 0)")
+            notes.append("--unlabelled unused: no recovery (--epochs 0, --local-epochs 0)")
         wer_ctx = None
         if teacher.family == "whisper" and cfg.wer_data and cfg.wer_clips > 0:
             if whisper is None:
@@ -194,8 +194,10 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         errors = {"converted": layer_errors(student, val_cache)}
         after = log = rec_data = local = None
         if rec.epochs > 0 or cfg.local_epochs > 0:
+            # Whisper's sentences stay whole: the teacher's states were computed over the whole
+            # window, and a student given a cut window could not see what they attended to
             rec_cache, rec_labels, rec_data = recovery_set(train_cache, y_train, pool_cache,
-                                                           whole=asr is not None)
+                                                           whole=teacher.family == "whisper")
         if cfg.local_epochs > 0:
             fit = replace(rec, epochs=cfg.local_epochs, lr=cfg.local_lr, max_minutes=0.0)
             local_log = fit_local(student, rec_cache, fit, cfg.local_mode, progress=progress)

@@ -61,7 +61,6 @@ def samples(hs: HiddenStates, view: str, flat_len: int | None = None) -> torch.T
         (n, S, D') tensor in the states' dtype and device (see module docstring for n, D').
     """
     check_hidden_states(hs)
-    S = len(hs.states)
     B, T, D = hs.states[0].shape
     if view == "pooled":
         if bool((hs.lengths == 0).any()):

@@ -57,9 +57,11 @@ class StudyConfig:
     share_recover_states: str = field(default="all", metadata={
         "help": "hidden states the shared variants' recovery distils: all, last, or all-then-last",
         "choices": ("all", "last", "all-then-last")})
-    share_unlabelled: str = field(default="", metadata={
-        "help": "unlabelled clips beside the labelled ones in the shared variants' recovery "
-                "(e.g. synth-sentences); needed by --share-asr-weight"})
+    share_unlabelled: str = field(default="auto", metadata={
+        "help": "unlabelled clips beside the labelled ones in the shared variants' layer-wise "
+                "fit and recovery (a set's split=pool clips, never its eval clips); auto: "
+                "synth-sentences for a Whisper teacher, so that its variants keep "
+                "transcribing, none for the others; none: none"})
     share_max_unlabelled: int = field(default=300, metadata={
         "help": "at most this many --share-unlabelled clips, a seeded subset (0: all)"})
     share_asr_weight: float = field(default=0.0, metadata={
@@ -125,9 +127,9 @@ class StudyConfig:
                              "or --no-translate")
         if self.share_asr_weight < 0:
             raise StudyError(f"--share-asr-weight must be >= 0, got {self.share_asr_weight}")
-        if self.share_asr_weight > 0 and not self.share_unlabelled:
+        if self.share_asr_weight > 0 and self.share_unlabelled in ("", "none"):
             raise StudyError("--share-asr-weight needs clips to transcribe: give --share-unlabelled "
-                             "SPEC (e.g. synth-sentences)")
+                             "auto or SPEC (e.g. synth-sentences)")
         if self.stop_after and self.stop_after not in step_names(preset(self), whisper=True):
             raise StudyError(f"--stop-after {self.stop_after!r} is not a step of this study; steps: "
                              f"{', '.join(step_names(preset(self), whisper=True))}")
@@ -136,7 +138,8 @@ class StudyConfig:
 # Smaller data and grids; the same work budgets per variant (mimic_epochs, recover_epochs) as
 # the full study: on 300 clips they cost seconds, and fewer left the variants half-trained.
 QUICK = dict(max_clips=300, analyze_clips=300, strategies=("forward", "backward", "bi", "greedy", "beam"),
-             mimic_grid=("linear-1-256",), share_grid=("K2-r8",), wer_clips=8, latency_clips=4, translate_clips=3)
+             mimic_grid=("linear-1-256",), share_grid=("K2-r8",), wer_clips=8, latency_clips=4, translate_clips=3,
+             share_max_unlabelled=48)
 
 
 def preset(cfg: StudyConfig) -> StudyConfig:
@@ -154,6 +157,14 @@ def step_names(cfg: StudyConfig, whisper: bool) -> list[str]:
     return (["analyze", "prune"] + [f"mimic-{m}" for m in cfg.mimic_grid]
             + [f"share-{s}" for s in cfg.share_grid] + (["wer"] if whisper else [])
             + (["translate"] if whisper and cfg.translate else []) + ["compare"])
+
+
+def share_unlabelled(cfg: StudyConfig, whisper: bool) -> str:
+    """The shared variants' unlabelled clips: `--share-unlabelled` resolved for the teacher
+    ("auto": synth-sentences for Whisper, whose variants must keep transcribing; "" otherwise)."""
+    if cfg.share_unlabelled == "auto":
+        return "synth-sentences" if whisper else ""
+    return "" if cfg.share_unlabelled == "none" else cfg.share_unlabelled
 
 
 def parse_mimic(spec: str) -> tuple[str, int, int]:

@@ -38,7 +38,8 @@ from ..run import fingerprint, start_run
 from ..share.config import ShareConfig
 from ..similarity.config import AnalyzeConfig
 from .compare import compare_step, wer_step
-from .config import StudyConfig, StudyError, parse_mimic, parse_share, preset, step_names
+from .config import (StudyConfig, StudyError, parse_mimic, parse_share, preset, share_unlabelled,
+                     step_names)
 from .report import write_report
 from .steps import StepRunner, StopStudy
 from .translate import translate_step
@@ -96,9 +97,10 @@ def study_clips(ds: AudioDataset, cfg: StudyConfig) -> list[int]:
     return sorted({int(i) for idx in task.splits.values() for i in idx})
 
 
-def method_configs(cfg: StudyConfig) -> dict[str, Any]:
+def method_configs(cfg: StudyConfig, whisper: bool = False) -> dict[str, Any]:
     """The config of every method step (step name → config), built before the first step so
-    that a bad combination fails before anything runs; each is part of its step's key."""
+    that a bad combination fails before anything runs; each is part of its step's key.
+    `whisper`: the teacher is a Whisper model (what "auto" options resolve to)."""
     cap = cfg.max_minutes
     mimic_train = replace(MimicConfig().train, epochs=cfg.mimic_epochs, max_minutes=cap, seed=cfg.seed)
     share_train = replace(ShareConfig().train, epochs=cfg.recover_epochs, max_minutes=cap, seed=cfg.seed)
@@ -117,7 +119,7 @@ def method_configs(cfg: StudyConfig) -> dict[str, Any]:
         out[f"share-{spec}"] = ShareConfig(
             group=k, groups=groups, rank=rank, task=cfg.task, max_clips=cfg.max_clips,
             init=cfg.share_init, align=cfg.share_align, recover_states=cfg.share_recover_states,
-            unlabelled=cfg.share_unlabelled, max_unlabelled=cfg.share_max_unlabelled,
+            unlabelled=share_unlabelled(cfg, whisper), max_unlabelled=cfg.share_max_unlabelled,
             asr_weight=cfg.share_asr_weight, local_epochs=cfg.share_local_epochs, wer_clips=0,
             latency_clips=0, train=share_train)
     return out
@@ -210,6 +212,7 @@ def run(model: str | os.PathLike = DEFAULT_MODEL, data: str | os.PathLike | Audi
         is_whisper = enc.family == "whisper"
         if cfg.share_asr_weight > 0 and not is_whisper:
             raise StudyError(f"--share-asr-weight needs a Whisper model; {spec} is {enc.family!r}")
+        configs = method_configs(cfg, is_whisper)  # "auto" options resolved for this teacher
         names = step_names(cfg, is_whisper)
         if cfg.stop_after and cfg.stop_after not in names:
             raise StudyError(f"--stop-after {cfg.stop_after!r}: no such step for a {enc.family} model; "
