@@ -57,7 +57,8 @@ def one(model: str, data: str, budget: float, a: argparse.Namespace) -> dict:
                     train=TrainConfig(lr=1e-4, batch_size=16, weight_decay=0.0, patience=100))
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as tmp:
         c0, t0 = cpu_seconds(), time.monotonic()
-        r = run(model, data, Path(tmp) / "run", cfg, progress=False, log=lambda s: None)
+        r = run(model, data, Path(tmp) / "run", cfg, progress=False,
+                log=lambda s: print(f"{budget:g} MB: {s}", flush=True))
         wall = (time.monotonic() - t0) / 60
     trained = [c for c in r.candidates if c["trained"] and c.get("fits_written")]
     per = {m: best([c for c in trained if single(c) == m]) for m in SINGLE}
