@@ -3,6 +3,7 @@ spends more than the budget, the same seed gives the same fit.json candidates, a
 wall-clock cap that bites is recorded."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -49,13 +50,26 @@ def test_epochs_spent_never_exceed_the_budget(fit_run):
     assert s["cap_bit"] is False and s["minutes_cap"] is None
 
 
+def _rounds(res) -> list:
+    """Every trained candidate's rounds without their wall-clock seconds."""
+    return [[{k: v for k, v in rd.items() if k != "seconds"} for rd in r.get("rounds", [])]
+            for r in res.candidates]
+
+
+def _digest(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.suffix == ".safetensors"}
+
+
 def test_same_seed_same_candidates_and_accuracies(fit_run, run_fit):
-    _, first = fit_run
-    _, again = run_fit()
+    out1, first = fit_run
+    out2, again = run_fit()
     pick = lambda res: [{k: r.get(k) for k in KEYS} for r in res.candidates]  # noqa: E731
     assert pick(first) == pick(again)
-    assert first.winner["name"] == again.winner["name"]
+    assert _rounds(first) == _rounds(again)  # train losses to the last bit
     assert first.search["rounds"] == again.search["rounds"]
+    assert first.winner["name"] == again.winner["name"]
+    assert _digest(out1 / "model") and _digest(out1 / "model") == _digest(out2 / "model")
 
 
 def test_a_small_budget_trains_fewer_candidates(run_fit):

@@ -169,6 +169,7 @@ def halving(trials: list[Trial], caches: Caches, head: ClassifierHead, train: Tr
             t.val = {v.name: accuracy_of(t.student, v, head, vc, caches.labels["validation"])
                      for v in t.variants}
             t.rounds.append({"round": k, "epochs": rec.train.epochs_run, "stopped_by": rec.stopped_by,
+                             "train_loss": rec.train.train_loss[-1] if rec.train.train_loss else None,
                              "seconds": round(time.monotonic() - s, 2), "validation": dict(t.val)})
             if rec.stopped_by == "time":
                 capped, t.stopped_by = True, "minutes cap"
