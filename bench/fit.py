@@ -93,14 +93,22 @@ def main() -> None:
     p.add_argument("--name", default="fit", help="results file name in bench/results/")
     a = p.parse_args()
     set_threads(a.threads)
-    rows = [one(a.model, a.data, float(b), a) for b in a.budgets.split(",")]
     cmd = "python bench/fit.py " + " ".join(sys.argv[1:])
     doc = {"command": cmd, "machine": machine(),
            "inputs": {"model": a.model, "data": a.data, "task": "word", "max_clips": a.max_clips,
                       "epochs_budget": a.epochs_budget, "minutes_cap": a.minutes or None,
                       "max_candidates": a.max_candidates, "calib": a.calib},
-           "rows": rows}
-    md = [f"`{cmd}` ({a.model} on {a.data}, word task; test accuracy; MB = 10^6 bytes of "
+           "rows": []}
+    for b in a.budgets.split(","):  # written after each budget: a stopped run keeps the others
+        doc["rows"].append(one(a.model, a.data, float(b), a))
+        j, m = write_results(a.name, doc, table(cmd, a.model, a.data, doc["rows"]))
+    print(Path(m).read_text())
+
+
+def table(cmd: str, model: str, data: str, rows: list[dict]) -> str:
+    """bench/results/NAME.md: the winner against the best single method, then each method
+    alone, one line per budget."""
+    md = [f"`{cmd}` ({model} on {data}, word task; test accuracy; MB = 10^6 bytes of "
           "encoder weights as written; winner and best single method chosen on validation; "
           "Δ = winner − best single method, points of test accuracy)", "",
           "| budget MB | teacher acc (MB) | winner | acc | MB | ms | epochs | best single method "
@@ -128,8 +136,7 @@ def main() -> None:
     for r in rows:
         md.append(f"| {r['budget_mb']:g} | {cell(r['winner'])} | "
                   + " | ".join(cell(r["best_per_method"][m]) for m in SINGLE) + " |")
-    j, m = write_results(a.name, doc, "\n".join(md) + "\n")
-    print(Path(m).read_text())
+    return "\n".join(md) + "\n"
 
 
 if __name__ == "__main__":
