@@ -30,7 +30,6 @@ from benchlib import cpu_seconds, machine, set_threads, write_results
 from stackslim.fit import FitConfig, run
 from stackslim.train import TrainConfig
 
-
 SINGLE = ("prune", "share", "mimic")
 KEEP = ("name", "written_bytes", "predicted_bytes", "validation_accuracy", "accuracy",
         "measured_ms", "predicted_ms", "epochs")
@@ -101,19 +100,19 @@ def main() -> None:
            "rows": []}
     for b in a.budgets.split(","):  # written after each budget: a stopped run keeps the others
         doc["rows"].append(one(a.model, a.data, float(b), a))
-        j, m = write_results(a.name, doc, table(cmd, a.model, a.data, doc["rows"]))
+        _, m = write_results(a.name, doc, table(cmd, a.model, a.data, doc["rows"]))
     print(Path(m).read_text())
 
 
 def table(cmd: str, model: str, data: str, rows: list[dict]) -> str:
     """bench/results/NAME.md: the winner against the best single method, then each method
     alone, one line per budget."""
-    md = [f"`{cmd}` ({model} on {data}, word task; test accuracy; MB = 10^6 bytes of "
-          "encoder weights as written; winner and best single method chosen on validation; "
-          "Δ = winner − best single method, points of test accuracy)", "",
-          "| budget MB | teacher acc (MB) | winner | acc | MB | ms | epochs | best single method "
-          "| acc | MB | epochs | Δ points | winner capacity | compositions trained / selected "
-          "| epochs spent / budget |",
+    md = [(f"`{cmd}` ({model} on {data}, word task; test accuracy; MB = 10^6 bytes of "
+           "encoder weights as written; winner and best single method chosen on validation; "
+           "Δ = winner − best single method, points of test accuracy)"), "",
+          ("| budget MB | teacher acc (MB) | winner | acc | MB | ms | epochs | best single method "
+           "| acc | MB | epochs | Δ points | winner capacity | compositions trained / selected "
+           "| epochs spent / budget |"),
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     nan = float("nan")
     for r in rows:
@@ -127,12 +126,14 @@ def table(cmd: str, model: str, data: str, rows: list[dict]) -> str:
                   f"{r['winner_capacity'] or nan:.3f} | {q['trained']} / {q['selected']} | "
                   f"{q['epochs_spent']} / {q['epochs_budget']}"
                   + (" (cap bit)" if q["cap_bit"] else "") + " |")
-    md += ["", "Side by side, each method alone (best variant by validation; val = validation "
-           "accuracy; '-': none of it fits or was trained):", "",
+    md += ["", ("Side by side, each method alone (best variant by validation; val = validation "
+                "accuracy; '-': none of it fits or was trained):"), "",
            "| budget MB | winner (val / test, epochs) | pruning alone | sharing alone | mimic alone |",
            "|---|---|---|---|---|"]
-    cell = lambda c: (f"{c['name']} ({c['validation_accuracy']:.3f} / {c['accuracy']:.3f}, "  # noqa: E731
-                      f"{c['epochs']})" if c else "-")
+
+    def cell(c: dict | None) -> str:
+        return f"{c['name']} ({c['validation_accuracy']:.3f} / {c['accuracy']:.3f}, {c['epochs']})" if c else "-"
+
     for r in rows:
         md.append(f"| {r['budget_mb']:g} | {cell(r['winner'])} | "
                   + " | ".join(cell(r["best_per_method"][m]) for m in SINGLE) + " |")

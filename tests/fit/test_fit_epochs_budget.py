@@ -50,6 +50,10 @@ def test_epochs_spent_never_exceed_the_budget(fit_run):
     assert s["cap_bit"] is False and s["minutes_cap"] is None
 
 
+def _pick(res) -> list[dict]:
+    return [{k: r.get(k) for k in KEYS} for r in res.candidates]
+
+
 def _rounds(res) -> list:
     """Every trained candidate's rounds without their wall-clock seconds."""
     return [[{k: v for k, v in rd.items() if k != "seconds"} for rd in r.get("rounds", [])]
@@ -64,8 +68,7 @@ def _digest(folder) -> dict[str, str]:
 def test_same_seed_same_candidates_and_accuracies(fit_run, run_fit):
     out1, first = fit_run
     out2, again = run_fit()
-    pick = lambda res: [{k: r.get(k) for k in KEYS} for r in res.candidates]  # noqa: E731
-    assert pick(first) == pick(again)
+    assert _pick(first) == _pick(again)
     assert _rounds(first) == _rounds(again)  # train losses to the last bit
     assert first.search["rounds"] == again.search["rounds"]
     assert first.winner["name"] == again.winner["name"]
