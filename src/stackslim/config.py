@@ -67,13 +67,13 @@ MODEL_HELP = ("random:<family>, whisper-tiny.en, whisper-base, a folder (one sta
 DATA_HELP = "synth-commands, a folder with one sub-folder per label, or a CSV manifest"
 
 
-def add_method_args(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_method_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """The arguments of every method command: MODEL, DATA, --out DIR, then one flag per field
-    of its config `cls`."""
+    of its config `cls` (but those named in `skip`)."""
     parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("data", help=DATA_HELP)
     parser.add_argument("--out", required=True, help="output folder")
-    add_config_args(parser, cls)
+    add_config_args(parser, cls, skip)
 
 
 def config_from_args(cls: type[T], ns: argparse.Namespace, **override: Any) -> T:

@@ -35,7 +35,7 @@ def test_winner_fits_the_budget_and_is_saved(fit_run):
     if w["precision"] == "int8":
         assert (out / "model" / "encoder.int8.safetensors").is_file()
     assert (out / "onnx" / "model.onnx").is_file() and (out / "pareto.png").stat().st_size > 0
-    assert res.search["rounds"] >= 2 and res.search["minutes_cap"] == 2.0
+    assert len(res.search["rounds"]) >= 2 and res.search["minutes_cap"] is None
 
 
 def test_candidates_outside_the_budget_are_not_trained(fit_run):

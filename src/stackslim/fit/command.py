@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config import add_method_args, config_from_args
-from .config import FitConfig
+from .config import FitConfig, recovery_train
 from .pipeline import COMMAND, RESULT, FitResult
 from .pipeline import run as fit_run
 
@@ -23,13 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stored weights) and optionally a latency budget (--max-ms), among compositions of\n"
         "layer deletion, weight sharing at a size fraction or a mimic layer, in float32 or\n"
         "int8. Sizes and latencies are predicted before any training; only candidates that\n"
-        "fit are trained, by successive halving within --minutes. Writes fit.json,\n"
+        "fit are trained, by successive halving within --epochs-budget (recovery epochs of\n"
+        "all candidates together; --minutes: an optional wall-clock cap). Writes fit.json,\n"
         "pareto.png, model/ (the winner) and onnx/ (its export).")
     parser.epilog = (
         "example:\n"
-        "  stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --minutes 30\n"
+        "  stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --epochs-budget 45\n"
         "  stackslim fit whisper-base synth-commands --out runs/fit10 --max-mb 10 --max-ms 40")
-    add_method_args(parser, FitConfig)
+    # the recovery's epochs and time limit come from --epochs-budget and --minutes: no flags
+    add_method_args(parser, FitConfig, skip=("epochs", "max_minutes"))
+    parser.set_defaults(epochs=recovery_train().epochs, max_minutes=0.0)
 
 
 def summary(r: FitResult) -> str:
@@ -41,7 +44,8 @@ def summary(r: FitResult) -> str:
             f"{r.teacher['accuracy']:.3f}), {w['written_bytes'] / 1e6:.3f} MB (budget "
             f"{r.budget['max_mb']:g}), {w['measured_ms']:.1f} ms per 1 s clip; "
             f"{sum(c['trained'] for c in r.candidates)} of {len(r.candidates)} candidates trained "
-            f"in {r.search['minutes']:.1f} min")
+            f"with {r.search['epochs_spent']} of {r.search['epochs_budget']} epochs"
+            + (" (the --minutes cap bit)" if r.search["cap_bit"] else ""))
 
 
 def run(ns: argparse.Namespace) -> int:

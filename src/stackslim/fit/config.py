@@ -1,16 +1,16 @@
 """Settings of `stackslim fit` (one definition for the CLI and Python), and `FitError`.
 
-    stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --minutes 30
+    stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --epochs-budget 45
     stackslim fit whisper-base synth-commands --out runs/fit10 --max-mb 10 --max-ms 40
 
 is `stackslim.fit.run("whisper-base", "synth-commands", "runs/fit20", FitConfig(max_mb=20,
-minutes=30))`.
+epochs_budget=45))`.
 
 `train` is the recovery of every candidate by distillation on the teacher's cached states:
-`batch_size`, `lr`, `weight_decay`, `seed` (also of the splits and the head); its `epochs` is
-the first round's epochs of the successive halving (each later round doubles them) and
-`max_minutes` is not used (`--minutes` caps the whole search). Every option is checked here,
-so a bad one fails before any model or data loads.
+`batch_size`, `lr`, `weight_decay`, `patience`, `seed` (also of the splits and the head). Its
+`epochs` and `max_minutes` are not used: the search's epochs come from `epochs_budget`
+(`search.round_epochs`) and `minutes` caps the whole search. Every option is checked here, so
+a bad one fails before any model or data loads.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ class FitError(StackslimError):
     """A `stackslim fit` option or budget that cannot be used (one-line message)."""
 
 
-def _recovery() -> TrainConfig:
+def recovery_train() -> TrainConfig:
+    """The default recovery settings of every candidate (`epochs` is not used by the search)."""
     return TrainConfig(epochs=1, lr=1e-4, batch_size=16, weight_decay=0.0, patience=100)
 
 
@@ -38,9 +39,14 @@ class FitConfig:
     max_ms: float = field(default=0.0, metadata={"help": "latency budget: CPU milliseconds of "
                                                  "the encoder on a 1 s clip at batch 1, PyTorch, "
                                                  "this machine (0: none)"})
-    minutes: float = field(default=30.0, metadata={"help": "cap on the training of the search "
-                                                   "in wall-clock minutes (training is counted "
-                                                   "in epochs; the cap is recorded when it bites)"})
+    epochs_budget: int = field(default=60, metadata={
+        "help": "the search's budget: recovery epochs of all candidates together, over all "
+                "rounds of the successive halving (each round gets an equal share of what is "
+                "left, split among its survivors; candidates beyond what gives each one epoch "
+                "in the first round are not trained)"})
+    minutes: float = field(default=0.0, metadata={"help": "optional cap on the search in "
+                                                  "wall-clock minutes (0: none; fit.json "
+                                                  "records when it bites)"})
     sizes: tuple[float, ...] = field(default=(0.25, 0.5, 0.75), metadata={
         "help": "size fractions of the (pruned) stack tried by sharing"})
     widths: tuple[float, ...] = field(default=(0.25, 0.5, 1.0), metadata={
@@ -61,17 +67,19 @@ class FitConfig:
                                                "it is an int8 candidate)"})
     device: str = field(default="auto", metadata={
         "help": f"where the teacher encodes the clips: {DEVICE_HELP}; the search runs on the CPU"})
-    train: TrainConfig = field(default_factory=_recovery, metadata={
-        "help": "recovery of each candidate: --epochs (of the first round; later rounds double "
-                "them), --batch-size, --lr, --weight-decay, --seed"})
+    train: TrainConfig = field(default_factory=recovery_train, metadata={
+        "help": "recovery of each candidate: --batch-size, --lr, --weight-decay, --patience, "
+                "--seed (its epochs come from --epochs-budget)"})
 
     def __post_init__(self) -> None:
         if not self.max_mb > 0:
             raise FitError(f"--max-mb must be > 0 (the encoder's MB), got {self.max_mb}")
         if self.max_ms < 0:
             raise FitError(f"--max-ms must be >= 0 (0: no latency budget), got {self.max_ms}")
-        if not self.minutes > 0:
-            raise FitError(f"--minutes must be > 0, got {self.minutes}")
+        if self.epochs_budget < 1:
+            raise FitError(f"--epochs-budget must be >= 1, got {self.epochs_budget}")
+        if self.minutes < 0:
+            raise FitError(f"--minutes must be >= 0 (0: no cap), got {self.minutes}")
         if not self.sizes or not all(0 < s < 1 for s in self.sizes):
             raise FitError(f"--sizes must be fractions in (0, 1), got {self.sizes}")
         if not self.widths or not all(0 < w <= 4 for w in self.widths):
@@ -85,7 +93,9 @@ class FitConfig:
         t = self.train
         if not isinstance(t, TrainConfig):
             raise FitError(f"train must be a TrainConfig, got {type(t).__name__}")
-        if t.epochs < 1 or t.batch_size < 1:
-            raise FitError("--epochs and --batch-size must be >= 1")
+        if t.batch_size < 1 or t.patience < 1:
+            raise FitError("--batch-size and --patience must be >= 1")
+        if t.max_minutes:
+            raise FitError("train.max_minutes is not used by fit: --minutes caps the search")
         if not t.lr > 0 or t.weight_decay < 0:
             raise FitError("--lr must be > 0 and --weight-decay >= 0")

@@ -6,7 +6,7 @@ refuse a budget no candidate meets (one line naming the smallest that could be m
 in the run folder: the teacher's states of the task's splits (cached once, for all
 candidates); its head; the deletion order (Block Influence on validation states); the
 compositions that fit, at most --max-candidates of them, built and trained by successive
-halving (`search.halving`) within --minutes; every trained candidate's test accuracy, written
+halving (`search.halving`) within --epochs-budget (and the optional --minutes cap); every trained candidate's test accuracy, written
 bytes (`int8.write_encoder`) and measured latency; the winner (best validation accuracy that
 fits) saved and exported to ONNX.
 
@@ -40,7 +40,7 @@ from .int8 import write_encoder
 from .latency import LatencyModel, probe_clip, time_ms
 from .plot import plot_pareto
 from .predict import METHODS, Account, Candidate
-from .search import Caches, Trial, accuracy_of, build, halving
+from .search import Caches, Trial, accuracy_of, affordable, build, halving
 
 COMMAND = "fit"
 RESULT = "fit.json"
@@ -155,6 +155,8 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         if not trials:
             raise FitError(f"no candidate fits --max-mb {cfg.max_mb:g}" +
                            (f" and --max-ms {cfg.max_ms:g}" if cfg.max_ms else ""))
+        fitting = len(trials)
+        trials = trials[: affordable(fitting, cfg.epochs_budget)]
         calib = [task.dataset.load(i) for i in task.splits["train"][: cfg.calib]]
         if any(t.comp.method == "mimic" for t in trials):
             caches.ensure_mimic(front_end_copy(enc), task, progress)
@@ -163,7 +165,9 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
             vc = caches.for_student(t.student, "validation", t.comp.method == "mimic")
             rows[t.comp]["built_validation_accuracy"] = accuracy_of(t.student, t.comp, head, vc,
                                                                     caches.labels["validation"])
-        search = halving(trials, caches, head, cfg.train, cfg.minutes, progress, log)
+        search = halving(trials, caches, head, cfg.train, cfg.epochs_budget, cfg.minutes,
+                         progress, log)
+        search["selected"], search["trained"] = fitting, len(trials)
         winner = _measure(trials, rows, caches, head, cfg)
         notes = ["latency: PyTorch float32 on this machine for float and int8 alike (int8 "
                  "weights are rounded, activations are not quantized in the accuracy)"]

@@ -3,10 +3,11 @@
 Each composition (a float candidate; its int8 variant is scored from the same trained
 weights, `int8.int8_copy`) is built from the teacher, then recovered by distillation toward
 the teacher's last state plus the task loss through the teacher's frozen head
-(`share.recover.recover`, states "last"). Round k trains every survivor for e·2^k more epochs
-and keeps the better half by validation accuracy (of its best variant that fits); the last one
-left trains on (doubling its epochs) while a round still raises its validation accuracy. The
-`--minutes` cap is checked before each training and bounds it.
+(`share.recover.recover`, states "last"). The search is successive halving within a budget
+of recovery epochs counted over all candidates (`halving`, `round_epochs`): round k trains
+each survivor for e_k more epochs and keeps the better half by validation accuracy (of its
+best variant that fits); the last round trains the one left. An optional `--minutes` cap is
+checked before each training and bounds it; the result records when it bites.
 """
 from __future__ import annotations
 
@@ -94,46 +95,94 @@ def accuracy_of(student: Encoder, v: Candidate, head, cache: StateCache, y: torc
     return stack_accuracy(model, head, cache, y)
 
 
+def survivors(n: int) -> list[int]:
+    """Candidates trained in each round of the halving of `n`: n_0 = n, n_{k+1} = ⌈n_k / 2⌉
+    while n_k > 1, then a last round for the one left (n = 12: [12, 6, 3, 2, 1]; n = 1: [1]).
+    R = len(survivors(n)) = ⌈log2 n⌉ + 1 rounds."""
+    out = [n]
+    while out[-1] > 1:
+        out.append(math.ceil(out[-1] / 2))
+    return out if n > 1 else [1]
+
+
+def round_epochs(budget: int, spent: int, k: int, rounds: list[int]) -> int:
+    """Epochs each survivor of round k trains: what the budget has left, spread evenly over the
+    rounds left, shared by the round's survivors,
+
+        e_k = ⌊(B − S_k) / ((R − k) · n_k)⌋,
+
+    with B the budget, S_k the epochs spent before round k (epochs that a round's rounding or
+    an early stop left unspent go to the later rounds), R rounds and n_k survivors. Round k
+    spends at most n_k · e_k ≤ (B − S_k) / (R − k), so the search never spends more than B."""
+    return (budget - spent) // ((len(rounds) - k) * rounds[k])
+
+
+def affordable(n: int, budget: int) -> int:
+    """The most of `n` candidates that an epoch budget gives one epoch each in the first round:
+    the largest m ≤ n with ⌊B / (R(m) · m)⌋ ≥ 1 (0 when B < 1)."""
+    for m in range(n, 0, -1):
+        if round_epochs(budget, 0, 0, survivors(m)) >= 1:
+            return m
+    return 0
+
+
 def halving(trials: list[Trial], caches: Caches, head: ClassifierHead, train: TrainConfig,
-            minutes: float, progress: bool = True, log=print) -> dict:
-    """Successive halving over `trials` (students built); returns what the search spent."""
+            budget: int, minutes: float = 0.0, progress: bool = True, log=print) -> dict:
+    """Successive halving of `trials` (students built) within an epoch budget; what it spent.
+
+    Round k trains each of its n_k survivors for e_k more epochs (`round_epochs`: the budget
+    B is the total of the recovery epochs of all candidates, over all R rounds), scores every
+    variant on validation, and keeps the better ⌈n_k / 2⌉ by their best fitting variant (ties:
+    the earlier candidate); the last round trains the one left. The same command and seed
+    train the same epochs on a quiet or a busy machine. `minutes` > 0 is an optional wall-clock
+    cap on the whole search, checked before each training and passed to it as its time limit;
+    when it bites, the search stops there and the result says so (`cap_bit`).
+
+    Returns:
+        {"epochs_budget", "epochs_spent", "rounds": [{"round", "candidates", "epochs_each"}],
+         "minutes_cap" (None: none), "cap_bit", "minutes"} (minutes: wall clock, informative).
+    """
     t0 = time.monotonic()
-    alive, epochs, rnd = list(trials), train.epochs, 0
-    capped = False
-    while alive:
-        before = alive[0].score
+    plan = survivors(len(trials))
+    alive, spent, capped, done = list(trials), 0, False, []
+    for k, n_k in enumerate(plan):
+        alive = alive[:n_k]
+        epochs = round_epochs(budget, spent, k, plan)
+        done.append({"round": k, "candidates": [t.comp.name for t in alive], "epochs_each": epochs})
         for t in alive:
-            left = minutes - (time.monotonic() - t0) / 60
-            if left <= 0:
-                capped, t.stopped_by = True, "minutes"
+            left = minutes - (time.monotonic() - t0) / 60 if minutes > 0 else 0.0
+            if minutes > 0 and left <= 0:
+                capped, t.stopped_by = True, "minutes cap"
+                continue
+            if epochs < 1:
                 continue
             mimic = t.comp.method == "mimic"
-            tc, vc = caches.for_student(t.student, "train", mimic), caches.for_student(t.student, "validation", mimic)
+            tc = caches.for_student(t.student, "train", mimic)
+            vc = caches.for_student(t.student, "validation", mimic)
             s = time.monotonic()
-            rec = recover(t.student, tc, replace(train, epochs=epochs, max_minutes=left), states="last",
-                          head=head, labels=caches.labels["train"], val_cache=vc,
+            rec = recover(t.student, tc, replace(train, epochs=epochs, max_minutes=left),
+                          states="last", head=head, labels=caches.labels["train"], val_cache=vc,
                           val_labels=caches.labels["validation"], progress=progress)
             t.seconds += time.monotonic() - s
             t.epochs += rec.train.epochs_run
+            spent += rec.train.epochs_run
             t.val = {v.name: accuracy_of(t.student, v, head, vc, caches.labels["validation"])
                      for v in t.variants}
-            t.rounds.append({"round": rnd, "epochs": rec.train.epochs_run, "stopped_by": rec.stopped_by,
+            t.rounds.append({"round": k, "epochs": rec.train.epochs_run, "stopped_by": rec.stopped_by,
+                             "train_loss": rec.train.train_loss[-1] if rec.train.train_loss else None,
                              "seconds": round(time.monotonic() - s, 2), "validation": dict(t.val)})
-            log(f"round {rnd}: {t.comp.name}: {rec.train.epochs_run} epoch(s), validation "
-                + ", ".join(f"{k} {a:.3f}" for k, a in t.val.items()))
+            if rec.stopped_by == "time":
+                capped, t.stopped_by = True, "minutes cap"
+            log(f"round {k}: {t.comp.name}: {rec.train.epochs_run} epoch(s), validation "
+                + ", ".join(f"{n} {a:.3f}" for n, a in t.val.items()))
         if capped:
             break
-        if len(alive) == 1:  # the last one trains on while a round still improves it
-            if alive[0].score <= before:
-                break
-            epochs, rnd = epochs * 2, rnd + 1
-            continue
-        alive.sort(key=lambda t: -t.score)
-        keep = math.ceil(len(alive) / 2)
-        for t in alive[keep:]:
-            t.stopped_by = f"halved after round {rnd}"
-        alive, epochs, rnd = alive[:keep], epochs * 2, rnd + 1
+        alive.sort(key=lambda t: -t.score)  # stable: ties keep the earlier candidate
+        if k + 1 < len(plan):
+            for t in alive[plan[k + 1]:]:
+                t.stopped_by = f"halved after round {k}"
     for t in alive:
         t.stopped_by = t.stopped_by or "last left"
-    return {"rounds": rnd + 1, "minutes_cap": minutes, "cap_bit": capped,
+    return {"epochs_budget": budget, "epochs_spent": spent, "rounds": done,
+            "minutes_cap": minutes or None, "cap_bit": capped,
             "minutes": round((time.monotonic() - t0) / 60, 3)}
