@@ -146,3 +146,15 @@ def test_decode_rows_batches_rows_of_one_prompt_and_length(multilingual):
     finally:
         del teacher.model.model.decoder.forward
     assert sorted(out) == [0, 1, 2, 3] and sorted(calls) == [1, 1, 2]  # rows 0 and 1 together
+
+
+def test_held_out_clips_cover_every_prompt():
+    from stackslim.data import AudioDataset
+    from stackslim.share.pipeline import held_out
+
+    english = AudioDataset([_clip(f"en{i}") for i in range(10)])
+    assert held_out(english, list(range(10)), 2) == (list(range(8)), [8, 9])  # one prompt: the last
+    mixed = AudioDataset([GERMAN] * 10 + [ENGLISH] * 10)  # one language after the other
+    fit, val = held_out(mixed, list(range(20)), 3)
+    assert val == [0, 10, 19] and sorted(fit + val) == list(range(20))
+    assert {clip_task(mixed.clips[i]) for i in val} == {("de", "translate"), (None, "transcribe")}

@@ -21,13 +21,19 @@ pytestmark = [pytest.mark.real, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def german(tmp_path_factory, one_thread):
-    """whisper-base's teacher tokens of one German translate row, its states and tokenizer."""
+def tiny_translate(tmp_path_factory):
+    """A synth-translate of the first sentence only: 3 voices per language, 9 clips."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
     out = tmp_path_factory.mktemp("st") / "synth-translate"
-    build("synth-translate", out, n_clips=1, workers=1)  # the first sentence, 3 voices per language
-    ds = load_dataset(out)
+    build("synth-translate", out, n_clips=1, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def german(tiny_translate, one_thread):
+    """whisper-base's teacher tokens of one German translate row, its states and tokenizer."""
+    ds = load_dataset(tiny_translate)
     rows = [i for i, c in enumerate(ds.clips) if c.get("language") == "de"][:1]
     whisper, tok = load_tokenizer("whisper-base")
     assert whisper is not None, tok
@@ -50,3 +56,18 @@ def test_german_row_is_translated_and_its_prompt_forces_the_loss(german):
         wrong = AsrTargets(whisper, transcribe, tg.eot, tg.tokens).loss_sum(states, n, [0])[0]
     assert count == len(tg.tokens[0]) + 1
     assert float(own) / count < float(wrong) / count - 0.5  # nats per token
+
+
+def test_english_only_teacher_refuses_translate_rows_in_one_line(tiny_translate, tone_data,
+                                                                 tmp_path, capsys):
+    from stackslim.cli import main
+
+    rc = main(["share", "whisper-tiny.en", str(tone_data), "--out", str(tmp_path / "o"),
+               "--unlabelled", str(tiny_translate), "--asr-weight", "1", "--epochs", "1",
+               "--calib", "0", "--latency-clips", "0", "--wer-clips", "0"])
+    # (transformers' own "Loading weights" bars also go to stderr)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and not ln.startswith("Loading")]
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("stackslim share: error: --unlabelled ")
+    assert ".wav: an English-only Whisper model cannot translate 'de'" in err[0]
+    assert not (tmp_path / "o" / "share.json").exists()

@@ -84,6 +84,17 @@ def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, w
     return out
 
 
+def held_out(ds: AudioDataset, idx: list[int], n_val: int) -> tuple[list[int], list[int]]:
+    """(fit, held-out) clips of `idx`: the last `n_val` are held out, or, when the clips have
+    several decoder prompts (`asr.clip_task`: languages or tasks), `n_val` clips spread evenly
+    over `idx`, so that every prompt is validated."""
+    if n_val and len({clip_task(ds.clips[i]) for i in idx}) > 1:
+        held = {int(round(x)) for x in np.linspace(0, len(idx) - 1, n_val)}
+        return ([i for j, i in enumerate(idx) if j not in held],
+                [i for j, i in enumerate(idx) if j in held])
+    return idx[: len(idx) - n_val], idx[len(idx) - n_val:]
+
+
 def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress: bool
                 ) -> tuple[StateCache, StateCache | None]:
     """Teacher states of the --unlabelled clips, and of those held out to validate the decoder
@@ -95,11 +106,7 @@ def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress:
     pool_ds, pool_idx = pool
     asr = cfg.asr_weight > 0
     n_val = min(32, max(1, len(pool_idx) // 10)) if asr and len(pool_idx) > 1 else 0
-    fit_idx, val_idx = pool_idx[: len(pool_idx) - n_val], pool_idx[len(pool_idx) - n_val:]
-    if n_val and len({clip_task(pool_ds.clips[i]) for i in pool_idx}) > 1:
-        held = {int(round(x)) for x in np.linspace(0, len(pool_idx) - 1, n_val)}
-        fit_idx = [i for j, i in enumerate(pool_idx) if j not in held]
-        val_idx = [i for j, i in enumerate(pool_idx) if j in held]
+    fit_idx, val_idx = held_out(pool_ds, pool_idx, n_val)
     wrap = padded_batches if asr else (lambda b: b)
     cache = distill_cache(teacher, wrap(pool_ds.batches(fit_idx, 16)), total=len(fit_idx),
                           states=cached, desc="teacher states (unlabelled)", progress=progress)
