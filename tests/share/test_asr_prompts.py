@@ -5,6 +5,7 @@ teacher-forced with it. A random tiny Whisper made multilingual, with a stand-in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -13,8 +14,16 @@ from stackslim.data import Clip
 from stackslim.models import load_encoder
 from stackslim.models.base import EncoderError
 from stackslim.models.transcribe import greedy_decode
-from stackslim.share.asr import (AsrTargets, clip_task, decode_rows, decoded_wer, row_prompts,
-                                 soft_targets, teacher_tokens, token_agreement)
+from stackslim.share.asr import (
+    AsrTargets,
+    clip_task,
+    decode_rows,
+    decoded_wer,
+    row_prompts,
+    soft_targets,
+    teacher_tokens,
+    token_agreement,
+)
 from stackslim.share.recover import distill_cache
 
 SOT, NTS, EOT, EN, DE, TRANSCRIBE, TRANSLATE = 125, 126, 127, 120, 121, 122, 123
@@ -23,7 +32,7 @@ SOT, NTS, EOT, EN, DE, TRANSCRIBE, TRANSLATE = 125, 126, 127, 120, 121, 122, 123
 class _Tokenizer:
     """Whisper's special tokens at the top of the random model's 128 ids; every other id a word."""
 
-    ids = {"<|startoftranscript|>": SOT, "<|notimestamps|>": NTS, "<|endoftext|>": EOT,
+    ids: ClassVar[dict[str, int]] = {"<|startoftranscript|>": SOT, "<|notimestamps|>": NTS, "<|endoftext|>": EOT,
            "<|en|>": EN, "<|de|>": DE, "<|transcribe|>": TRANSCRIBE, "<|translate|>": TRANSLATE}
     unk_token_id = None
 
@@ -120,7 +129,7 @@ def test_losses_and_scores_are_teacher_forced_with_the_rows_prompt(targets):
 
 
 def test_shifted_and_soft_targets_keep_the_prompts(targets):
-    teacher, cache, _, tg = targets
+    _, cache, _, tg = targets
     moved = tg.shifted(5)
     assert moved.prompt_of(5) == tg.prompt_of(0) and moved.prompt_of(6) == tg.prompt_of(1)
     soft = soft_targets(tg, cache, 2)

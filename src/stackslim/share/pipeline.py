@@ -89,7 +89,7 @@ def held_out(ds: AudioDataset, idx: list[int], n_val: int) -> tuple[list[int], l
     several decoder prompts (`asr.clip_task`: languages or tasks), `n_val` clips spread evenly
     over `idx`, so that every prompt is validated."""
     if n_val and len({clip_task(ds.clips[i]) for i in idx}) > 1:
-        held = {int(round(x)) for x in np.linspace(0, len(idx) - 1, n_val)}
+        held = set(np.linspace(0, len(idx) - 1, n_val).round().astype(int).tolist())
         return ([i for j, i in enumerate(idx) if j not in held],
                 [i for j, i in enumerate(idx) if j in held])
     return idx[: len(idx) - n_val], idx[len(idx) - n_val:]
