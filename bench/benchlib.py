@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+_MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
 
 def proc_status_mib(field: str) -> float:
@@ -28,6 +30,20 @@ def proc_status_mib(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024.0  # the kernel reports kB
     raise RuntimeError(f"/proc/self/status has no {field} line (Linux only)")
+
+
+def resident_mib_under(folder: str | os.PathLike) -> float:
+    """MiB of this process's resident pages mapped from files under `folder` (/proc/self/smaps):
+    e.g. the memory-mapped weights of a model folder that a forward has read, as opposed to
+    the libraries' code pages, which RssFile counts too."""
+    root, total, inside = str(Path(folder).resolve()) + os.sep, 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if _MAPPING.match(line):  # "start-end perms offset dev inode [path]"
+            head = line.split(maxsplit=5)
+            inside = len(head) == 6 and head[5].startswith(root)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])  # kB
+    return total / 1024.0
 
 
 def cpu_seconds() -> float:

@@ -25,7 +25,8 @@ Then every (variant, runtime) pair runs in a fresh process, one thread:
   after loading and running minus VmHWM once the libraries are imported *and* warmed (the
   model family's modules imported, one tiny op of each kind run: the libraries' lazily loaded
   code is theirs, not the model's); its parts: file-backed pages (the memory-mapped weights
-  the forward read, and code) and anonymous memory (activations, allocator) at the end.
+  the forward read, and code; ``weights_file_mib``: the pages of the model's own files) and
+  anonymous memory (activations, allocator) at the end.
 - quality, after that (in the same process): KWS accuracy on the synth-commands test split
   of the study's task (the teacher's head, fitted here on the teacher's states as `share`
   fits it, on the last state of teacher, pruned and shared; the mimic models' own heads),
@@ -188,6 +189,9 @@ def child(variant: str, runtime: str, work: Path, args) -> dict:
     out["peak_mib_above_imports"] = round(benchlib.proc_status_mib("VmHWM") - base, 1)
     out["file_mib"] = round(benchlib.proc_status_mib("RssFile") - file0, 1)
     out["anon_mib"] = round(benchlib.proc_status_mib("RssAnon") - anon0, 1)
+    # of file_mib: the pages of the model's own files (weights read in place); the rest is code
+    out["weights_file_mib"] = round(sum(benchlib.resident_mib_under(d) for d in
+                                        (folder(work, variant), work / f"{variant}-onnx")), 1)
     with torch.inference_mode():
         out.update(quality(loaded, variant, run, work, args))
     return out
@@ -255,15 +259,15 @@ def markdown(doc: dict, args) -> str:
           f"`{doc['command']}`: {args.model}, {args.seconds:g} s clips, 1 thread, median of "
           f"{args.repeats}; a fresh process per row, rows interleaved (every variant once per "
           f"runtime). Memory above the imported and warmed libraries; file = memory-mapped "
-          f"weights read (and code), anon = activations and allocator at the end. KWS: "
+          f"weights read (of which weights: the model's own files) and code, anon = activations and allocator at the end. KWS: "
           f"accuracy on the study's synth-commands test split; WER: synth-sentences eval clips "
           f"padded to 30 s, the original decoder. The ONNX files hold the encoder.", "",
-          "| variant | runtime | load s | batch 1 ms | batch 8 ms | peak MiB (batch 1) | peak MiB | file MiB | anon MiB | file MB | float/int8 size | max abs diff vs PyTorch | int8 rel. error | KWS acc. | WER |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| variant | runtime | load s | batch 1 ms | batch 8 ms | peak MiB (batch 1) | peak MiB | file MiB | of which weights | anon MiB | file MB | float/int8 size | max abs diff vs PyTorch | int8 rel. error | KWS acc. | WER |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['variant']} | {r['runtime']} | {r['load_s']:.2f} | {r['batch1_ms']:.1f} | "
                   f"{r['batch8_ms']:.1f} | {r['peak_mib_batch1']:.0f} | {r['peak_mib_above_imports']:.0f} | "
-                  f"{r['file_mib']:.0f} | {r['anon_mib']:.0f} | {fmt(r['onnx_mb'])} | "
+                  f"{r['file_mib']:.0f} | {fmt(r.get('weights_file_mib'), '{:.0f}')} | {r['anon_mib']:.0f} | {fmt(r['onnx_mb'])} | "
                   f"{fmt(r.get('float_to_int8_size'), '{:.2f}×')} | {fmt(r['parity_max_abs'], '{:.1e}')} | "
                   f"{fmt(r['int8_rel_error'], '{:.3f}')} | {fmt(r.get('kws_accuracy'), '{:.3f}')} | "
                   f"{fmt(r.get('wer'), '{:.3f}')} |")

@@ -7,11 +7,17 @@ Variants (only the encoder differs; the original decoder reads every one):
 - ``pruned -k``: the study's best pruning strategy (read from a study's results.json, default
   the committed default study of whisper-base: ``prune.best.strategy``) deleting its first k
   layers, k = 1 and 2, no post-training.
-- ``shared K3-r16``: `stackslim share` with groups of 3 adjacent layers and rank-16 residuals,
-  activation-aware conversion with aligned neurons and heads, recovered by distillation of the
-  last state plus the decoder loss (weight 1) on the **train** split of synth-translate (the
-  unlabelled clips, whole sentences followed by silence) beside synth-commands' train split
-  (the keyword head that `share` needs), under a wall-clock cap (``--recover-minutes``).
+- ``shared``: `stackslim share` at `--size` of the stack (default 0.5: ranks allocated per layer
+  and map, groups of 3 adjacent layers, activation-aware conversion), `--local-epochs` of
+  layer-wise reconstruction, then recovery by distillation of the last state plus the decoder
+  loss (weight 1) under a wall-clock cap (``--recover-minutes``). Its unlabelled clips are
+  ``--unlabelled`` (default ``synth-translate+synth-sentences``: the **train** split of
+  synth-translate and English pool sentences, `--max-unlabelled` of each, whole sentences
+  followed by silence), each decoded by the teacher with its own prompt (a German clip
+  ``<|de|><|translate|>``, an English one ``<|en|><|transcribe|>``: `share.asr.row_prompts`),
+  beside synth-commands' train split (the keyword head that `share` needs). The recovered
+  model is materialised (dense weights W_shared + A B + diag(d), the same function) for the
+  evaluation.
 
 For each language (de, fr, es) the first N eval clips (default 30: 10 eval sentences × 3
 espeak-ng voices) are read through each encoder (`evaluate.bleu.translation_scores`: every clip
@@ -20,7 +26,8 @@ padded to 30 s) and decoded greedily twice from the same states: ``<|LANG|><|tra
 against the source text, Whisper's BasicTextNormalizer). Every number has a percentile bootstrap
 95% interval over clips (1000 resamples, `evaluate.bleu.score_table`).
 
-    python bench/translate.py [--clips 30] [--threads 2] [--recover-minutes 10] \\
+    python bench/translate.py [--clips 30] [--threads 2] [--size 0.5] [--local-epochs 2] \\
+        [--recover-minutes 10] [--unlabelled synth-translate+synth-sentences] [--max-unlabelled 90] \\
         [--share-dir /tmp/stackslim-bench-translate-share]   # reused when it holds a model
         [--reuse [JSON ...]]   # keep variants measured on the same clips by earlier runs
         [--no-shared] [--no-pruned] [--name translate]
@@ -55,32 +62,38 @@ ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "bench/results/study-default-whisper-base/results.json"
 
 
-def _share_config(minutes: float, unlabelled: int, asr_weight: float) -> ShareConfig:
+def _share_config(a: argparse.Namespace) -> ShareConfig:
     base = ShareConfig()
-    return ShareConfig(group=3, rank=16, init="aware", align=True, recover_states="last",
-                       unlabelled="synth-translate", max_unlabelled=unlabelled, asr_weight=asr_weight,
-                       max_clips=600, wer_clips=0, latency_clips=0,
-                       train=replace(base.train, epochs=100, max_minutes=minutes))
+    return ShareConfig(group=3, size=a.size, init="aware", recover_states="last",
+                       local_epochs=a.local_epochs, unlabelled=a.unlabelled,
+                       max_unlabelled=a.max_unlabelled, asr_weight=a.asr_weight,
+                       max_clips=a.max_clips, wer_clips=0, latency_clips=0,
+                       train=replace(base.train, epochs=100, max_minutes=a.recover_minutes))
 
 
-def _shared(enc, folder: Path, minutes: float, unlabelled: int, asr_weight: float) -> tuple[object, dict]:
-    """The recovered K3-r16 encoder (reused from `folder` when it holds one) and its record."""
-    cfg = _share_config(minutes, unlabelled, asr_weight)
+def _shared(enc, folder: Path, a: argparse.Namespace) -> tuple[object, dict]:
+    """The recovered shared encoder (reused from `folder` when it holds one), materialised,
+    and its record."""
+    cfg = _share_config(a)
     if not (folder / "share.json").is_file():
         share.run(enc, "synth-commands", folder, cfg, progress=True, force=True, spec=MODEL)
     r = json.loads((folder / "share.json").read_text())
     rec = r.get("recovery") or {}
+    local = r.get("local") or {}
     info = {"stack_ratio": r["size"]["stack_ratio"], "groups": r["groups"],
-            "command": f"stackslim share {MODEL} synth-commands --out DIR --group 3 --rank 16 "
-                       f"--init aware --align --recover-states last --unlabelled synth-translate "
-                       f"--max-unlabelled {unlabelled} --asr-weight {asr_weight} --max-clips 600 "
-                       f"--wer-clips 0 --latency-clips 0 --epochs 100 --max-minutes {minutes}",
+            "command": f"stackslim share {MODEL} synth-commands --out DIR --group 3 --size {a.size} "
+                       f"--init aware --local-epochs {a.local_epochs} --recover-states last "
+                       f"--unlabelled {a.unlabelled} --max-unlabelled {a.max_unlabelled} "
+                       f"--asr-weight {a.asr_weight} --max-clips {a.max_clips} --wer-clips 0 "
+                       f"--latency-clips 0 --epochs 100 --max-minutes {a.recover_minutes}",
+            "local_epochs": local.get("epochs_run"), "local_seconds": local.get("seconds"),
             "recovery_epochs": rec.get("epochs_run"), "recovery_stopped_by": rec.get("stopped_by"),
             "recovery_seconds": rec.get("seconds"), "recovery_data": rec.get("data"),
+            "recovery_val_parts": rec.get("val_parts"),
             "kws_accuracy": {"teacher": r["teacher"]["accuracy"], "before": r["before"]["accuracy"],
                              "after": (r["after"] or {}).get("accuracy")},
             "share_seconds": r["seconds"]}
-    return load_shared(folder / "model"), info
+    return load_shared(folder / "model").materialize(), info
 
 
 def _markdown(doc: dict) -> str:
@@ -113,8 +126,15 @@ def main() -> None:
     ap.add_argument("--study", default=str(STUDY), help="a study's results.json (pruning order)")
     ap.add_argument("--recover-minutes", type=float, default=10.0,
                     help="wall-clock cap of the shared variant's recovery")
-    ap.add_argument("--unlabelled", type=int, default=180,
-                    help="synth-translate train clips in the shared variant's recovery")
+    ap.add_argument("--size", type=float, default=0.5, help="the shared stack's size budget")
+    ap.add_argument("--local-epochs", type=int, default=2,
+                    help="layer-wise reconstruction epochs before the recovery")
+    ap.add_argument("--max-clips", type=int, default=300,
+                    help="synth-commands clips (the keyword task that `share` needs)")
+    ap.add_argument("--unlabelled", default="synth-translate+synth-sentences",
+                    help="unlabelled sets of the shared variant's recovery ('+' joins)")
+    ap.add_argument("--max-unlabelled", type=int, default=90,
+                    help="clips of each unlabelled set in the shared variant's recovery")
     ap.add_argument("--asr-weight", type=float, default=1.0,
                     help="decoder loss weight of the shared variant's recovery (0: states only; the "
                          "teacher then transcribes no clip, much faster)")
@@ -179,11 +199,12 @@ def main() -> None:
     if not a.no_shared:
         def shared_variant():
             t0 = time.perf_counter()
-            sh, info = _shared(enc, Path(a.share_dir), a.recover_minutes, a.unlabelled, a.asr_weight)
+            sh, info = _shared(enc, Path(a.share_dir), a)
             doc["inputs"]["shared"] = info
             doc["inputs"]["seconds"]["share_run"] = round(time.perf_counter() - t0, 1)
             return sh
-        variants.insert(1, ("shared K3-r16 (aware, recovered on synth-translate train)", shared_variant, None))
+        variants.insert(1, (f"shared {a.size:g} (aware, local fit, recovered on {a.unlabelled} train)",
+                            shared_variant, None))
     for name, make, ratio in variants:
         kept = [r for r in old["rows"] if r["encoder"] == name]
         if kept:  # measured on the same clips by an earlier run (--reuse)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from .. import runtime
 from ..data import AudioDataset, unlabelled_clips
+from ..data.pool import unlabelled_specs
 from ..evaluate import load_tokenizer, sentence_clips, stack_accuracy, whisper_wer
 from ..heads import accuracy, fit_head
 from ..models.base import Encoder, EncoderError
@@ -26,7 +30,7 @@ from ..models.cache import StateCache
 from ..results import provenance
 from ..run import start_run
 from ..train import TrainConfig
-from .asr import AsrRecovery, padded_batches, teacher_tokens
+from .asr import AsrRecovery, clip_task, padded_batches, row_prompts, teacher_tokens
 from .config import ShareConfig, ShareError
 from .convert import layer_matrices, to_residual
 from .local import fit_local, layer_errors
@@ -80,16 +84,29 @@ def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, w
     return out
 
 
+def held_out(ds: AudioDataset, idx: list[int], n_val: int) -> tuple[list[int], list[int]]:
+    """(fit, held-out) clips of `idx`: the last `n_val` are held out, or, when the clips have
+    several decoder prompts (`asr.clip_task`: languages or tasks), `n_val` clips spread evenly
+    over `idx`, so that every prompt is validated."""
+    if n_val and len({clip_task(ds.clips[i]) for i in idx}) > 1:
+        held = set(np.linspace(0, len(idx) - 1, n_val).round().astype(int).tolist())
+        return ([i for j, i in enumerate(idx) if j not in held],
+                [i for j, i in enumerate(idx) if j in held])
+    return idx[: len(idx) - n_val], idx[len(idx) - n_val:]
+
+
 def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress: bool
                 ) -> tuple[StateCache, StateCache | None]:
     """Teacher states of the --unlabelled clips, and of those held out to validate the decoder
     loss. For Whisper every clip is followed by silence (`asr.padded_batches`), as Whisper reads
-    speech and as the WER check reads sentences; with --asr-weight a tenth of them (at most 32)
-    is held out; without it, none is."""
+    speech and as the WER check reads sentences. With --asr-weight a tenth of them (at most 32)
+    is held out: the last ones, or, when the clips have several decoder prompts (languages or
+    tasks, `asr.clip_task`), clips spread evenly over the set so that every prompt validates;
+    without it, none is."""
     pool_ds, pool_idx = pool
     asr = cfg.asr_weight > 0
     n_val = min(32, max(1, len(pool_idx) // 10)) if asr and len(pool_idx) > 1 else 0
-    fit_idx, val_idx = pool_idx[: len(pool_idx) - n_val], pool_idx[len(pool_idx) - n_val:]
+    fit_idx, val_idx = held_out(pool_ds, pool_idx, n_val)
     wrap = padded_batches if teacher.family == "whisper" else (lambda b: b)
     cache = distill_cache(teacher, wrap(pool_ds.batches(fit_idx, 16)), total=len(fit_idx),
                           states=cached, desc="teacher states (unlabelled)", progress=progress)
@@ -97,6 +114,12 @@ def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress:
                               states="last", desc="teacher states (unlabelled, validation)",
                               progress=progress) if val_idx else None
     return cache, val_cache
+
+
+def _prompt_counts(ds: AudioDataset, indices) -> dict[str, int]:
+    """Clips per decoder prompt, as "LANGUAGE TASK" (``en`` when a row names none)."""
+    keys = Counter(clip_task(ds.clips[i]) for i in indices)
+    return {f"{lang or 'en'} {task}": n for (lang, task), n in sorted(keys.items(), key=str)}
 
 
 def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
@@ -125,7 +148,7 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
     runtime.init_from_env()
     # a bad --unlabelled fails here, before anything is written
     pool = unlabelled_clips(cfg.unlabelled, cfg.max_unlabelled, seed) if cfg.unlabelled else None
-    inputs = [cfg.unlabelled or None, cfg.wer_data or None]
+    inputs = [*(unlabelled_specs(cfg.unlabelled) if cfg.unlabelled else []), cfg.wer_data or None]
     with start_run(COMMAND, out, cfg, model=model, data=data, inputs=inputs,
                    writes=(RESULT, "model"), force=force) as r:
         teacher = r.encoder(model)
@@ -138,6 +161,12 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
             raise ShareError(f"--asr-weight needs a Whisper model given by its spec with its "
                              f"tokenizer; {getattr(model, 'name', model)} is a {teacher.family!r} "
                              "model" + (f" ({tok})" if tok else ""))
+        prompts: dict[int, list[int]] = {}  # data set index → decoder prompt (asr.row_prompts)
+        if cfg.asr_weight > 0 and pool is not None:  # an unknown language fails before encoding
+            try:
+                prompts = dict(zip(pool[1], row_prompts(whisper, tok, [pool[0].clips[i] for i in pool[1]])))
+            except EncoderError as e:
+                raise ShareError(f"--unlabelled {e}") from None
         task = r.task(data, cfg.task, seed=seed, max_clips=cfg.max_clips)
         rec = cfg.train
         states = cfg.recover_states if rec.epochs > 0 else "last"
@@ -158,10 +187,12 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
         y_train, y_val, y_test = task.y("train"), task.y("validation"), task.y("test")
         head, _ = fit_head(train_cache, y_train, val_cache, y_val, task.num_classes,
                            TrainConfig(epochs=cfg.head_epochs, seed=seed), progress=progress)
-        if pool_cache is not None and cfg.asr_weight > 0:  # the teacher transcribes them once
-            asr = AsrRecovery(teacher_tokens(whisper, tok, pool_cache, progress=progress, top_k=cfg.asr_top_k),
+        if pool_cache is not None and cfg.asr_weight > 0:  # the teacher decodes them once
+            asr = AsrRecovery(teacher_tokens(whisper, tok, pool_cache, progress=progress, top_k=cfg.asr_top_k,
+                                             prompts=[prompts[i] for i in pool_cache.indices]),
                               cfg.asr_weight, pool_val,
-                              teacher_tokens(whisper, tok, pool_val, progress=progress)
+                              teacher_tokens(whisper, tok, pool_val, progress=progress,
+                                             prompts=[prompts[i] for i in pool_val.indices])
                               if pool_val is not None else None, cfg.asr_select, tok)
         notes: list[str] = []
         if pool is not None and pool_cache is None:
@@ -210,7 +241,8 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                 rec_data["asr"] = {"weight": cfg.asr_weight, "top_k": cfg.asr_top_k,
                                    "select": cfg.asr_select, "clips": len(asr.train.tokens),
                                    "tokens": sum(len(t) + 1 for t in asr.train.tokens.values()),
-                                   "validation_clips": len(asr.val.tokens) if asr.val else 0}
+                                   "validation_clips": len(asr.val.tokens) if asr.val else 0,
+                                   "prompts": _prompt_counts(pool[0], pool_cache.indices)}
             log = recover(student, rec_cache, rec, states=states, head=head, labels=rec_labels,
                           val_cache=val_cache, val_labels=y_val, task_weight=cfg.task_weight,
                           progress=progress, asr=asr)
