@@ -26,13 +26,13 @@ def test_share_step_passes_the_recovery_knobs(monkeypatch, tmp_path):
 
     monkeypatch.setattr(stackslim.share, "run", fake_share)
     cfg = StudyConfig(share_recover_states="last", share_unlabelled="synth-sentences",
-                      share_max_unlabelled=120, share_asr_weight=1.0, recover_epochs=2, max_minutes=0.5,
+                      share_max_unlabelled=90, share_asr_weight=1.0, recover_epochs=2, max_minutes=0.5,
                       share_local_epochs=7)
     scfg = study_pipeline.method_configs(cfg)["share-K3-r16"]
     summary = study_pipeline._share_step("whisper-base", None, None, scfg, False)(tmp_path)
     s = seen["cfg"]
     assert (s.group, s.rank, s.recover_states, s.unlabelled, s.max_unlabelled, s.asr_weight) == \
-        (3, 16, "last", "synth-sentences", 120, 1.0)
+        (3, 16, "last", "synth-sentences", 90, 1.0)
     assert (s.train.epochs, s.train.max_minutes, s.train.seed, s.local_epochs) == (2, 0.5, 0, 7)
     assert seen["spec"] == "whisper-base"  # where the tokenizer for the decoder loss comes from
     assert summary["capped"] == ["recovery"]  # the cap bit: the variant's row will say so

@@ -62,8 +62,9 @@ class StudyConfig:
                 "fit and recovery (a set's split=pool clips, never its eval clips); auto: "
                 "synth-sentences for a Whisper teacher, so that its variants keep "
                 "transcribing, none for the others; none: none"})
-    share_max_unlabelled: int = field(default=300, metadata={
-        "help": "at most this many --share-unlabelled clips, a seeded subset (0: all)"})
+    share_max_unlabelled: int = field(default=120, metadata={
+        "help": "at most this many --share-unlabelled clips, a seeded subset (0: all); 120 "
+                "sentences about double a shared variant's recovery time"})
     share_asr_weight: float = field(default=0.0, metadata={
         "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
                 "see `stackslim share --asr-weight`), so that they keep transcribing"})
