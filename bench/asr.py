@@ -16,6 +16,7 @@ its wall-clock minutes on this machine (shared with other jobs: compare within o
 
     python bench/asr.py [--models whisper-tiny.en,whisper-base] [--sizes 0.5,0.35]
                         [--local-epochs 10] [--epochs 2] [--unlabelled 200] [--wer-clips 120]
+                        [--max-clips 0]
 
 Writes bench/results/asr.json and asr.md.
 """
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--unlabelled", type=int, default=200, help="synth-sentences pool clips")
     ap.add_argument("--wer-clips", type=int, default=120)
     ap.add_argument("--calib", type=int, default=128)
+    ap.add_argument("--max-clips", type=int, default=0, help="synth-commands clips, all splits (0: all)")
     ap.add_argument("--variants", default="budget,uniform")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -106,6 +108,7 @@ def main() -> None:
             k = GROUPS.get(model, {}).get(size, 3)
             common = dict(group=k, init="aware", calib=a.calib, unlabelled="synth-sentences",
                           max_unlabelled=a.unlabelled, asr_weight=1.0, recover_states="last",
+                          max_clips=a.max_clips,
                           wer_clips=a.wer_clips, latency_clips=0,
                           train=TrainConfig(epochs=a.epochs, lr=1e-4, batch_size=16,
                                             weight_decay=0.0, patience=3))
@@ -120,7 +123,7 @@ def main() -> None:
     md = ("# Shared Whisper encoders that keep transcribing\n\n"
           f"`python bench/asr.py --models {a.models} --sizes {a.sizes} --local-epochs "
           f"{a.local_epochs} --epochs {a.epochs} --unlabelled {a.unlabelled} --wer-clips "
-          f"{a.wer_clips}` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
+          f"{a.wer_clips} --max-clips {a.max_clips}` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
     write_results("asr", doc, md)
 
 
