@@ -123,7 +123,7 @@ def main() -> None:
     md = ("# Shared Whisper encoders that keep transcribing\n\n"
           f"`python bench/asr.py --models {a.models} --sizes {a.sizes} --local-epochs "
           f"{a.local_epochs} --epochs {a.epochs} --unlabelled {a.unlabelled} --wer-clips "
-          f"{a.wer_clips} --max-clips {a.max_clips}` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
+          f"{a.wer_clips} --max-clips {a.max_clips} --variants {a.variants}` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
     write_results("asr", doc, md)
 
 
