@@ -85,6 +85,12 @@ def write_results(name: str, doc: dict, markdown: str) -> tuple[Path, Path]:
             write_atomic(RESULTS / f"{name}.md", markdown))
 
 
+def rewrite_table(name: str, markdown) -> None:
+    """Rewrite bench/results/NAME.md from NAME.json with `markdown(doc)` (no measurement)."""
+    doc = json.loads((RESULTS / f"{name}.json").read_text())
+    write_results(name, doc, markdown(doc))
+
+
 def set_threads(n: int) -> int:
     """Torch's CPU threads, set once at the start of a bench (or of one of its child processes)
     from its `--threads`; the library itself never changes them. Returns `n`."""

@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     out = benchlib.RESULTS / f"{NAME}.json"
     if a.table_only:
-        doc = json.loads(out.read_text())
-        benchlib.write_results(NAME, doc, markdown(doc))
+        benchlib.rewrite_table(NAME, markdown)
         return 0
     benchlib.set_threads(a.threads)
     cfg = MimicConfig(task="asr", kind=a.kind, hidden=a.hidden, positions=True, max_clips=a.pool,

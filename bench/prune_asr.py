@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     path = benchlib.RESULTS / f"{NAME}.json"
     if args.render_only:
-        doc = json.loads(path.read_text())
-        benchlib.write_results(NAME, doc, markdown(doc))
+        benchlib.rewrite_table(NAME, markdown)
         return 0
     benchlib.set_threads(args.threads)
     doc = {"command": "bench/prune_asr.py " + " ".join(sys.argv[1:] if argv is None else argv),
