@@ -6,14 +6,17 @@ calibrated on 64 clips of synth-sentences' pool split; the fit reads the teacher
 NPOOL − 16 pool clips, each followed by silence (`pad_silence`: up to max(6 s, clip + 3.5 s));
 16 more pool clips measure the layer errors (chained: from state 0 through the student);
 WER on 30 eval clips of synth-sentences (three flite voices never fitted on), each padded to
-Whisper's 30 s window, with a bootstrap 95% interval. Two rounds of EPOCHS epochs each
-(lr 3e-4, batch 8, sequential). Prints one line per stage and writes
-bench/results/asr_local.json and .md.
+Whisper's 30 s window, with a bootstrap 95% interval. ``--rounds`` rounds (default 2) of EPOCHS
+epochs each (``--lr``, default 3e-4; batch 8, sequential; each round restarts the learning-rate
+schedule). Prints one line per stage and writes bench/results/NAME.json and .md (``--name``,
+default asr_local).
 
     python bench/asr_local.py whisper-tiny.en 0.5 4 4 120     # MODEL SIZE K EPOCHS NPOOL
+    python bench/asr_local.py whisper-tiny.en 0.5 4 4 120 --rounds 4 --lr 1e-3 --name asr_local-lr1e-3
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -34,7 +37,17 @@ from stackslim.train import TrainConfig
 
 
 def main() -> None:
-    model, size, k, epochs, npool = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("size", type=float)
+    ap.add_argument("k", type=int)
+    ap.add_argument("epochs", type=int)
+    ap.add_argument("npool", type=int)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--name", default="asr_local")
+    a = ap.parse_args()
+    model, size, k, epochs, npool = a.model, a.size, a.k, a.epochs, a.npool
     torch.set_num_threads(2)
     t0 = time.time()
     enc = load_encoder(model)
@@ -61,18 +74,18 @@ def main() -> None:
     stage("teacher", enc, 0.0)
     s = to_residual(enc, groups=k, size=size, init="aware", calib=fit_w[:64])
     stage("converted", s, 0.0)
-    for r in range(2):
+    for r in range(a.rounds):
         t = time.time()
-        fit_local(s, cache, TrainConfig(epochs=epochs, lr=3e-4, batch_size=8), progress=False)
+        fit_local(s, cache, TrainConfig(epochs=epochs, lr=a.lr, batch_size=8), progress=False)
         stage(f"layer-wise fit, {(r + 1) * epochs} epochs", s, time.time() - t)
     cmd = f"python bench/asr_local.py {' '.join(sys.argv[1:])}"
     doc = {"command": cmd, "machine": machine(), "stack_ratio": s.size_report()["stack_ratio"],
            "fit_clips": len(fit_w), "rows": rows, "seconds": time.time() - t0}
-    md = [f"`{cmd}` ({model}, shared at {100 * doc['stack_ratio']:.1f}% of the stack, {len(fit_w)} fit clips)", "",
+    md = [f"`{cmd}` ({model}, shared at {100 * doc['stack_ratio']:.1f}% of the stack, {len(fit_w)} fit clips, lr {a.lr:g})", "",
           "| stage | WER % [95% CI] | chained output error per layer | fit s |", "|---|---|---|---|"]
     md += [f"| {r['stage']} | {100 * r['wer']:.1f} [{100 * r['interval'][0]:.1f}, {100 * r['interval'][1]:.1f}] | "
            f"{', '.join(f'{e:.3f}' for e in r['chained_errors'])} | {r['fit_seconds']:.0f} |" for r in rows]
-    write_results("asr_local", doc, "\n".join(md) + "\n")
+    write_results(a.name, doc, "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

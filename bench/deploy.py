@@ -3,10 +3,13 @@
     python bench/deploy.py                   # whisper-base, every variant (about 40 min)
     python bench/deploy.py --variants teacher shared --wer-clips 10   # fewer rows
     python bench/deploy.py --model random:whisper --seconds 1 --repeats 2 --wer-clips 0 --kws-clips 16
+    python bench/deploy.py --from-study runs/study   # the variants a default study trained
 
 Variants, built once into ``--work`` with the library (reused by a rerun), with the study's
 settings (`stackslim.study.pipeline.method_configs(StudyConfig())`: synth-commands, word task,
-1,500 clips, seed 0):
+1,500 clips, seed 0), or taken from a finished study's run folder (``--from-study DIR``: its
+``share-K3-r16``, ``mimic-linear-1-512`` and ``mimic-transformer-1-512`` steps, linked, not
+copied), so that the rows are the very models the study's report shows:
 
 - ``teacher``: the bundled whisper-base (a plain Hugging Face folder);
 - ``pruned``: the teacher without its 5th layer (`Encoder.without_layers`, saved);
@@ -70,6 +73,23 @@ def folder(work: Path, variant: str) -> Path:
     return work / f"{variant}-run" / "model" if variant in STUDY_SPEC else work / variant
 
 
+def link_study(study: Path, work: Path, variants) -> None:
+    """Point the shared and mimic variants' run folders at a finished study's steps."""
+    for v in variants:
+        if v not in STUDY_SPEC or SHARED_SVD and v == "shared":
+            continue
+        src = (study / STUDY_SPEC[v]).resolve()
+        if not (src / "model").is_dir():
+            sys.exit(f"--from-study {study}: no {STUDY_SPEC[v]}/model (has the study finished?)")
+        dst = work / f"{v}-run"
+        if dst.is_symlink() or dst.exists():
+            if dst.is_symlink() and dst.resolve() == src:
+                continue
+            sys.exit(f"--from-study: {dst} already holds a {v} model; give another --work")
+        work.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(src, target_is_directory=True)
+
+
 def study_task():
     from stackslim.heads import prepare_task
     from stackslim.study.config import StudyConfig
@@ -87,12 +107,11 @@ def build(model: str, work: Path, variants) -> None:
     from stackslim.study.pipeline import method_configs
 
     work.mkdir(parents=True, exist_ok=True)
-    cfgs = method_configs(StudyConfig())
-    enc = None
+    enc = load_encoder(model)
+    cfgs = method_configs(StudyConfig(), whisper=enc.family == "whisper")  # as the study resolves it
     for v in variants:
         path = folder(work, v)
         if not path.is_dir():
-            enc = enc or load_encoder(model)
             if v == "teacher":
                 enc.save(path)
             elif v == "pruned":
@@ -109,7 +128,7 @@ def build(model: str, work: Path, variants) -> None:
         if not (work / f"{v}-onnx" / "export.json").is_file():
             run(path, work / f"{v}-onnx", ExportConfig(format="onnx", int8=True, parity_clips=2))
     if not (work / "head" / "head.json").is_file():
-        teacher_head(enc or load_encoder(model), work / "head")
+        teacher_head(enc, work / "head")
 
 
 def teacher_head(enc, out: Path) -> None:
@@ -296,6 +315,8 @@ def main() -> None:
     ap.add_argument("--wer-clips", type=int, default=30, help="synth-sentences eval clips for WER (0: skip)")
     ap.add_argument("--shared", choices=("study", "svd"), default="study",
                     help="study: share.run K3-r16 as the study runs it; svd: svd init, no recovery")
+    ap.add_argument("--from-study", default="", metavar="DIR",
+                    help="take the shared and mimic variants from a finished study's run folder")
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "RUNTIME"))
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -307,6 +328,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(res))
         return
     mach = benchlib.machine()
+    if args.from_study:
+        link_study(Path(args.from_study), work, args.variants)
     t = time.perf_counter()
     build(args.model, work, args.variants)
     print(f"built in {time.perf_counter() - t:.0f} s", flush=True)
@@ -324,7 +347,8 @@ def main() -> None:
     doc = {"command": "python bench/deploy.py " + " ".join(sys.argv[1:]), "machine": mach,
            "inputs": {"model": args.model, "clip_seconds": args.seconds, "repeats": args.repeats,
                       "threads": 1, "pruned": "5th layer deleted", "shared": args.shared,
-                      "study_specs": STUDY_SPEC, "kws": f"{DATA} {TASK} test split of the study's task",
+                      "study_specs": STUDY_SPEC, "from_study": args.from_study or None,
+                      "kws": f"{DATA} {TASK} test split of the study's task",
                       "wer": f"{WER_DATA} eval, {args.wer_clips} clips, 30 s window",
                       "units": {"load_s": "s", "batchB_ms": "ms per call, median",
                                 "peak_mib_above_imports": "MiB", "onnx_mb": "MB"}},

@@ -10,7 +10,8 @@ Variants (only the encoder differs; the original decoder reads every one):
 - ``shared``: `stackslim share` at `--size` of the stack (default 0.5: ranks allocated per layer
   and map, groups of 3 adjacent layers, activation-aware conversion), `--local-epochs` of
   layer-wise reconstruction, then recovery by distillation of the last state plus the decoder
-  loss (weight 1) under a wall-clock cap (``--recover-minutes``). Its unlabelled clips are
+  loss (weight 1) for ``--recover-epochs`` epochs (work, so the result does not depend on the
+  machine's load; ``--recover-minutes`` is an optional wall-clock cap, recorded when it bites). Its unlabelled clips are
   ``--unlabelled`` (default ``synth-translate+synth-sentences``: the **train** split of
   synth-translate and English pool sentences, `--max-unlabelled` of each, whole sentences
   followed by silence), each decoded by the teacher with its own prompt (a German clip
@@ -27,7 +28,7 @@ against the source text, Whisper's BasicTextNormalizer). Every number has a perc
 95% interval over clips (1000 resamples, `evaluate.bleu.score_table`).
 
     python bench/translate.py [--clips 30] [--threads 2] [--size 0.5] [--local-epochs 2] \\
-        [--recover-minutes 10] [--unlabelled synth-translate+synth-sentences] [--max-unlabelled 90] \\
+        [--recover-epochs 3] [--recover-minutes 0] [--unlabelled synth-translate+synth-sentences] [--max-unlabelled 90] \\
         [--share-dir /tmp/stackslim-bench-translate-share]   # reused when it holds a model
         [--reuse [JSON ...]]   # keep variants measured on the same clips by earlier runs
         [--no-shared] [--no-pruned] [--name translate]
@@ -68,7 +69,7 @@ def _share_config(a: argparse.Namespace) -> ShareConfig:
                        local_epochs=a.local_epochs, unlabelled=a.unlabelled,
                        max_unlabelled=a.max_unlabelled, asr_weight=a.asr_weight,
                        max_clips=a.max_clips, wer_clips=0, latency_clips=0,
-                       train=replace(base.train, epochs=100, max_minutes=a.recover_minutes))
+                       train=replace(base.train, epochs=a.recover_epochs, max_minutes=a.recover_minutes))
 
 
 def _shared(enc, folder: Path, a: argparse.Namespace) -> tuple[object, dict]:
@@ -85,7 +86,8 @@ def _shared(enc, folder: Path, a: argparse.Namespace) -> tuple[object, dict]:
                        f"--init aware --local-epochs {a.local_epochs} --recover-states last "
                        f"--unlabelled {a.unlabelled} --max-unlabelled {a.max_unlabelled} "
                        f"--asr-weight {a.asr_weight} --max-clips {a.max_clips} --wer-clips 0 "
-                       f"--latency-clips 0 --epochs 100 --max-minutes {a.recover_minutes}",
+                       f"--latency-clips 0 --epochs {a.recover_epochs}"
+                       + (f" --max-minutes {a.recover_minutes}" if a.recover_minutes else ""),
             "local_epochs": local.get("epochs_run"), "local_seconds": local.get("seconds"),
             "recovery_epochs": rec.get("epochs_run"), "recovery_stopped_by": rec.get("stopped_by"),
             "recovery_seconds": rec.get("seconds"), "recovery_data": rec.get("data"),
@@ -124,8 +126,10 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=30, help="eval clips per language")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--study", default=str(STUDY), help="a study's results.json (pruning order)")
-    ap.add_argument("--recover-minutes", type=float, default=10.0,
-                    help="wall-clock cap of the shared variant's recovery")
+    ap.add_argument("--recover-epochs", type=int, default=3,
+                    help="recovery epochs of the shared variant (the budget, counted in work)")
+    ap.add_argument("--recover-minutes", type=float, default=0.0,
+                    help="optional wall-clock cap of the shared variant's recovery (0: none)")
     ap.add_argument("--size", type=float, default=0.5, help="the shared stack's size budget")
     ap.add_argument("--local-epochs", type=int, default=2,
                     help="layer-wise reconstruction epochs before the recovery")
