@@ -62,9 +62,10 @@ class StudyConfig:
                 "fit and recovery (a set's split=pool clips, never its eval clips); auto: "
                 "synth-sentences for a Whisper teacher, so that its variants keep "
                 "transcribing, none for the others; none: none"})
-    share_max_unlabelled: int = field(default=120, metadata={
-        "help": "at most this many --share-unlabelled clips, a seeded subset (0: all); 120 "
-                "sentences about double a shared variant's recovery time"})
+    share_max_unlabelled: int = field(default=48, metadata={
+        "help": "at most this many --share-unlabelled clips, a seeded subset (0: all); each "
+                "Whisper sentence is a 30 s window, 30× a keyword clip's frames, so 48 of them "
+                "about double a shared variant's recovery time"})
     share_asr_weight: float = field(default=0.0, metadata={
         "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
                 "see `stackslim share --asr-weight`), so that they keep transcribing"})
@@ -140,7 +141,7 @@ class StudyConfig:
 # the full study: on 300 clips they cost seconds, and fewer left the variants half-trained.
 QUICK = dict(max_clips=300, analyze_clips=300, strategies=("forward", "backward", "bi", "greedy", "beam"),
              mimic_grid=("linear-1-256",), share_grid=("K2-r8",), wer_clips=8, latency_clips=4, translate_clips=3,
-             share_max_unlabelled=48)
+             share_max_unlabelled=24)
 
 
 def preset(cfg: StudyConfig) -> StudyConfig:
