@@ -188,6 +188,10 @@ def session(path: str | os.PathLike, threads: int = 1):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # onnxruntime's pool threads busy-wait after each run by default; beside other work (the
+    # study times PyTorch and onnxruntime variants in turn) they took the CPU from the next
+    # model timed: the linear mimic read 42-57 ms in the study's compare step, 8.6 ms alone
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -47,8 +47,9 @@ class StudyConfig:
         default=("linear-1-512", "transformer-1-512"),
         metadata={"help": f"mimic variants as kind-layers-z (kind: {', '.join(KINDS)}; layers 1 or 2)"})
     share_grid: tuple[str, ...] = field(
-        default=("K2-r64", "K3-r16", "blocks-r16"),
-        metadata={"help": "shared variants as K<k>-r<rank> or blocks-r<rank>"})
+        default=("K2-r64", "K3-r16"),
+        metadata={"help": "shared variants as K<k>-r<rank> or blocks-r<rank> (groups = the blocks "
+                          "that analyze finds; on whisper-base they are the K3 groups)"})
     share_init: str = field(default="aware", metadata={
         "help": "conversion of the shared variants: svd (plain) or aware (keeps outputs on calibration clips)",
         "choices": ("svd", "aware")})
