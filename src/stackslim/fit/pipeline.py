@@ -8,7 +8,8 @@ candidates); its head; the deletion order (Block Influence on validation states)
 compositions that fit, at most --max-candidates of them, built and trained by successive
 halving (`search.halving`) within --epochs-budget (and the optional --minutes cap); every trained candidate's test accuracy, written
 bytes (`int8.write_encoder`) and measured latency; the winner (best validation accuracy that
-fits) saved and exported to ONNX.
+fits) saved and exported to ONNX. `--task asr` (Whisper, sentences) is `fit.pipeline_asr`:
+the same search, recovered on sentence clips and ranked by teacher-agreement WER.
 
 Writes ``out/fit.json`` (last: its presence marks a finished run), ``out/pareto.png``,
 ``out/model/`` and ``out/onnx/``, and ``out/config.json``.
@@ -40,7 +41,7 @@ from .int8 import write_encoder
 from .latency import LatencyModel, probe_clip, time_ms
 from .plot import plot_pareto
 from .predict import METHODS, Account, Candidate
-from .search import Caches, Trial, accuracy_of, affordable, build, halving
+from .search import Caches, Scorer, Trial, WordScorer, affordable, build, halving
 
 COMMAND = "fit"
 RESULT = "fit.json"
@@ -71,7 +72,7 @@ class FitResult:
         return asdict(self)
 
 
-def _plan(enc: Encoder, order: list[int], cfg: FitConfig, account: Account, lat: LatencyModel):
+def plan_candidates(enc: Encoder, order: list[int], cfg: FitConfig, account: Account, lat: LatencyModel):
     """Every candidate (float and int8 variants) with its predicted bytes and latency."""
     rows: dict[Candidate, dict] = {}
     for comp in compositions(enc, order, cfg):
@@ -99,7 +100,7 @@ def check_budget(enc: Encoder, cfg: FitConfig) -> tuple[Account, LatencyModel]:
     return account, lat
 
 
-def _select(rows: dict[Candidate, dict], n: int) -> list[Trial]:
+def select_trials(rows: dict[Candidate, dict], n: int) -> list[Trial]:
     """Up to n fitting compositions: per method, the largest fitting first, methods in turn."""
     comps: dict[Candidate, list[Candidate]] = {}
     for v, row in rows.items():
@@ -118,13 +119,20 @@ def _select(rows: dict[Candidate, dict], n: int) -> list[Trial]:
 
 def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
         out: str | os.PathLike, cfg: FitConfig, *, progress: bool = True,
-        force: bool = False, log=print) -> FitResult:
+        force: bool = False, log=print, tokenizer=None) -> FitResult:
     """Search the compositions of pruning, sharing, mimicking and int8 for the most accurate
-    model within `cfg.max_mb` (and `cfg.max_ms`); see the module docstring.
+    model within `cfg.max_mb` (and `cfg.max_ms`); see the module docstring. With
+    `cfg.task == "asr"`: `pipeline_asr.run_asr` (`tokenizer` stands in for the Whisper
+    model's own, e.g. for a model given as an Encoder).
 
     Raises:
         FitError: a budget no candidate meets, before anything is written.
     """
+    if cfg.task == "asr":
+        from .pipeline_asr import run_asr
+
+        return run_asr(model, data, out, cfg, progress=progress, force=force, log=log,
+                       tokenizer=tokenizer)
     t0 = time.monotonic()
     seed = cfg.train.seed
     enc = (model if isinstance(model, Encoder) else load_encoder(model)).eval()
@@ -150,25 +158,14 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                    "validation_accuracy": accuracy(head, caches.teacher["validation"], caches.labels["validation"]),
                    "bytes": account.predict(Candidate("prune")).bytes, "ms": lat.teacher_ms,
                    "num_layers": enc.num_layers}
-        rows = _plan(enc, order, cfg, account, lat)
-        trials = _select(rows, cfg.max_candidates)
-        if not trials:
-            raise FitError(f"no candidate fits --max-mb {cfg.max_mb:g}" +
-                           (f" and --max-ms {cfg.max_ms:g}" if cfg.max_ms else ""))
-        fitting = len(trials)
-        trials = trials[: affordable(fitting, cfg.epochs_budget)]
         calib = [task.dataset.load(i) for i in task.splits["train"][: cfg.calib]]
-        if any(t.comp.method == "mimic" for t in trials):
-            caches.ensure_mimic(front_end_copy(enc), task, progress)
-        for t in trials:
-            t.student = build(t.comp, enc, head, cfg.group, calib, seed)
-            vc = caches.for_student(t.student, "validation", t.comp.method == "mimic")
-            rows[t.comp]["built_validation_accuracy"] = accuracy_of(t.student, t.comp, head, vc,
-                                                                    caches.labels["validation"])
-        search = halving(trials, caches, head, cfg.train, cfg.epochs_budget, cfg.minutes,
-                         progress, log)
-        search["selected"], search["trained"] = fitting, len(trials)
-        winner = _measure(trials, rows, caches, head, cfg)
+
+        def prepare(trials: list[Trial]) -> None:
+            if any(t.comp.method == "mimic" for t in trials):
+                caches.ensure_mimic(front_end_copy(enc), task, progress)
+
+        rows, search, winner = search_candidates(enc, order, cfg, account, lat, WordScorer(caches, head),
+                                                 head, calib, progress, log, prepare)
         notes = ["latency: PyTorch float32 on this machine for float and int8 alike (int8 "
                  "weights are rounded, activations are not quantized in the accuracy)"]
         result = FitResult(
@@ -177,56 +174,104 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                                           "front_end_bytes": account.front_bytes()},
             latency_model=lat.to_json(), deletion_order=[i + 1 for i in order], teacher=teacher,
             candidates=list(rows.values()), search=search, winner=None, seconds=0.0, notes=notes)
-        if winner is not None:
-            trial, v = winner
-            result.winner = {**rows[v], "folder": "model", **_save(trial, v, head, task, r.out, cfg, notes)}
-        plot_pareto(result, r.out / "pareto.png")
-        result.seconds = round(time.monotonic() - t0, 1)
-        r.write_json(RESULT, result)
-        return result
+        meta = {"classes": list(task.names), "task": cfg.task}
+        return finish(r, result, winner, rows, head, meta, cfg, t0)
 
 
-def _measure(trials: list[Trial], rows: dict, caches: Caches, head, cfg: FitConfig):
-    """Test accuracy, written bytes and measured latency of every trained variant; the winner
-    (trial, variant): best validation accuracy among those that fit, then fewer bytes."""
+def search_candidates(enc: Encoder, order: list[int], cfg: FitConfig, account: Account,
+                      lat: LatencyModel, scorer: Scorer, head, calib: list, progress: bool, log,
+                      prepare=None) -> tuple[dict[Candidate, dict], dict, tuple | None]:
+    """Plan every candidate, build the fitting ones (at most --max-candidates, as many as the
+    epoch budget affords), train them by successive halving and measure them.
+
+    Args:
+        scorer: the task's recovery and ranking (`search.WordScorer`, `asr.AsrScorer`).
+        head: the teacher's head (None for --task asr); calib: clips of the sharing conversion.
+        prepare: called with the trials before they are built (e.g. the mimic's caches).
+
+    Returns:
+        (rows: candidate → its fit.json row, the search record, the winner (trial, variant)
+        or None).
+
+    Raises:
+        FitError: no candidate fits.
+    """
+    rows = plan_candidates(enc, order, cfg, account, lat)
+    trials = select_trials(rows, cfg.max_candidates)
+    if not trials:
+        raise FitError(f"no candidate fits --max-mb {cfg.max_mb:g}" +
+                       (f" and --max-ms {cfg.max_ms:g}" if cfg.max_ms else ""))
+    fitting = len(trials)
+    trials = trials[: affordable(fitting, cfg.epochs_budget)]
+    if prepare is not None:
+        prepare(trials)
+    for t in trials:
+        t.student = build(t.comp, enc, head, cfg.group, calib, cfg.train.seed)
+        rows[t.comp][f"built_{scorer.metric}"] = scorer.score(t.student, t.comp)
+    search = halving(trials, scorer, cfg.train, cfg.epochs_budget, cfg.minutes, progress, log)
+    search["selected"], search["trained"] = fitting, len(trials)
+    return rows, search, measure(trials, rows, scorer, cfg)
+
+
+def finish(r, result: FitResult, winner: tuple | None, rows: dict, head, meta: dict,
+           cfg: FitConfig, t0: float) -> FitResult:
+    """Save the winner (`save_winner`, with `meta` and its composition), plot, and write
+    fit.json last into the run `r`'s folder."""
+    if winner is not None:
+        trial, v = winner
+        result.winner = {**rows[v], "folder": "model",
+                         **save_winner(trial, v, head, {**meta, "fit": v.to_json()}, r.out, cfg,
+                                       result.notes)}
+    plot_pareto(result, r.out / "pareto.png")
+    result.seconds = round(time.monotonic() - t0, 1)
+    r.write_json(RESULT, result)
+    return result
+
+
+def measure(trials: list[Trial], rows: dict, scorer: Scorer, cfg: FitConfig):
+    """The reported numbers (`scorer.final`: test accuracy, or eval WER with its interval),
+    written bytes and measured latency of every trained variant; the winner (trial, variant):
+    the best ranking score (`scorer.metric`: highest validation accuracy, lowest agreement
+    WER) among those that fit, then fewer bytes."""
     probe = probe_clip()
     best, key = None, None
     with tempfile.TemporaryDirectory(prefix="stackslim-fit-") as tmp:
         for t in trials:
             if t.epochs == 0 and not t.val:
                 continue
-            mimic = t.comp.method == "mimic"
-            tc = caches.for_student(t.student, "test", mimic)
             ms = time_ms(lambda s=t.student: s.hidden_states([probe]))
             for v in t.variants:
                 row = rows[v]
                 written = write_encoder(t.student, Path(tmp) / f"{v.name}.safetensors", v.int8)
                 row.update(trained=True, epochs=t.epochs, minutes=round(t.seconds / 60, 3),
                            stopped_by=t.stopped_by, rounds=t.rounds,
-                           validation_accuracy=t.val.get(v.name),
-                           accuracy=accuracy_of(t.student, v, head, tc, caches.labels["test"]),
                            written_bytes=written, measured_ms=ms,
                            bytes_error=written / row["predicted_bytes"] - 1)
+                row[scorer.metric] = t.val.get(v.name)
+                row.update(scorer.final(t.student, v))
                 ok = written <= cfg.max_mb * MB and (not cfg.max_ms or row["predicted_ms"] <= cfg.max_ms)
                 row["fits_written"] = ok
-                k = (row["validation_accuracy"], -written)
+                sign = -1.0 if scorer.lower_is_better else 1.0
+                k = (sign * row[scorer.metric], -written)
                 if ok and (key is None or k > key):
                     best, key = (t, v), k
     return best
 
 
-def _save(t: Trial, v: Candidate, head, task, out: Path, cfg: FitConfig, notes: list[str]) -> dict:
-    """The winner in out/model (the method's own folder; + encoder.int8.safetensors for an
-    int8 winner) and its ONNX export in out/onnx."""
+def save_winner(t: Trial, v: Candidate, head, meta: dict, out: Path, cfg: FitConfig,
+                notes: list[str]) -> dict:
+    """The winner in out/model (the method's own folder, with `head` and `meta`; `head` None:
+    a Whisper model for --task asr, its decoder kept; + encoder.int8.safetensors for an int8
+    winner) and its ONNX export in out/onnx."""
     path = out / "model"
-    meta = {"classes": list(task.names), "task": cfg.task, "fit": v.to_json()}
     if v.method == "prune":
         save_pruned(t.student, [], head, path, meta=meta)
     elif v.method == "share":
         t.student.save(path)
-        save_head(head, path, meta)
+        if head is not None:
+            save_head(head, path, meta)
     else:
-        t.student.mimic.class_names = list(task.names)
+        t.student.mimic.class_names = list(meta["classes"])
         t.student.mimic.save(path)
     info: dict[str, Any] = {}
     if v.int8:
