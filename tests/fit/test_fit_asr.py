@@ -7,12 +7,11 @@ from __future__ import annotations
 import copy
 import json
 
-import numpy as np
 import pytest
 import torch
+from asrhelpers import WordTokenizer, make_decoder_listen, write_noise_sentences
 
 from stackslim.cli import main
-from stackslim.data import Clip, write_manifest, write_wav
 from stackslim.fit import FitConfig, run
 from stackslim.fit import asr as fit_asr
 from stackslim.models import load_encoder
@@ -22,19 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPLITS = ["pool"] * 9 + ["eval"] * 3 + ["test"]
 BUDGET_MB = 0.9  # the random Whisper's encoder is 1.03 MB: the teacher itself does not fit
-
-
-class WordTokenizer:
-    """A stand-in Whisper tokenizer for the random model (vocab 128): eot is the last id, every
-    id before it a word (as in tests/prune/test_prune_asr.py)."""
-
-    ids = {"<|startoftranscript|>": 125, "<|notimestamps|>": 126, "<|endoftext|>": 127}
-
-    def convert_tokens_to_ids(self, token: str) -> int | None:
-        return self.ids.get(token)
-
-    def decode(self, toks, skip_special_tokens: bool = True) -> str:
-        return " ".join(f"w{t}" for t in toks if t != 127)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,15 +34,7 @@ def _short_transcripts():
 @pytest.fixture(scope="module")
 def sentences(tmp_path_factory):
     """manifest.csv of 9 pool, 3 eval and 1 test clip of noise (0.3-0.9 s), three words each."""
-    root = tmp_path_factory.mktemp("fit-sentences")
-    rng = np.random.default_rng(0)
-    clips = []
-    for i, split in enumerate(SPLITS):
-        p = root / f"c{i}.wav"
-        write_wav(p, (0.1 * rng.standard_normal(4800 + 800 * i)).astype(np.float32))
-        clips.append(Clip(path=p, label=f"w{i} w{i + 1} w{i + 2}", speaker="s", extra={"split": split}))
-    write_manifest(root / "manifest.csv", clips)
-    return root / "manifest.csv"
+    return write_noise_sentences(tmp_path_factory.mktemp("fit-sentences"), SPLITS, step=800) / "manifest.csv"
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +44,8 @@ def teacher():
     hardly depend on the states, and every candidate would tie at agreement WER 0."""
     torch.manual_seed(0)
     enc = load_encoder("random:whisper")
+    make_decoder_listen(enc)
     with torch.no_grad():
-        for layer in enc.model.model.decoder.layers:
-            layer.encoder_attn.v_proj.weight.mul_(6.0)
-            layer.encoder_attn.out_proj.weight.mul_(6.0)
-        enc.model.model.decoder.layer_norm.weight.mul_(30.0)
         for layer in enc.layers:
             layer.fc2.weight.mul_(20)
             layer.self_attn.out_proj.weight.mul_(20)
@@ -112,18 +87,14 @@ def test_non_whisper_or_no_tokenizer_is_one_line_exit_2_nothing_written(sentence
 def test_data_without_eval_clips_is_refused(teacher, tmp_path):
     root = tmp_path / "d"
     root.mkdir()
-    clips = []
-    for i in range(4):
-        write_wav(root / f"c{i}.wav", np.zeros(4800, np.float32))
-        clips.append(Clip(path=root / f"c{i}.wav", label="w1", speaker="s", extra={"split": "pool"}))
-    write_manifest(root / "manifest.csv", clips)
+    write_noise_sentences(root, ["pool"] * 4)
     with pytest.raises(fit_asr.FitError, match="split=eval"):
         _run(teacher, root / "manifest.csv", tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_run_writes_every_candidates_wer_and_the_winner_fits(fit_asr_run):
-    out, res = fit_asr_run
+    out, _ = fit_asr_run
     d = json.loads((out / "fit.json").read_text())
     assert d["task"]["task"] == "asr" and d["task"]["mimic"] == "skipped"
     assert (d["task"]["recovery_clips"], d["task"]["score_clips"], d["task"]["eval_clips"]) == (6, 3, 3)

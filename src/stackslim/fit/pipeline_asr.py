@@ -32,30 +32,15 @@ from dataclasses import asdict
 
 from .. import runtime
 from ..data import AudioDataset
-from ..evaluate.wer import load_tokenizer
 from ..models import load_encoder
 from ..models.base import Encoder
+from ..prune.pipeline_asr import whisper_and_tokenizer
 from ..run import start_run
 from .asr import MIMIC_SKIPPED, AsrScorer, ends, sentence_clips, teacher_cache
 from .config import FitConfig, FitError
 from .grid import bi_order
 from .pipeline import COMMAND, WRITES, FitResult, check_budget, finish, search_candidates
 from .predict import Candidate
-
-
-def whisper_and_tokenizer(enc: Encoder, model, tokenizer):
-    """(the teacher's WhisperForConditionalGeneration, its tokenizer), or a one-line FitError:
-    a model that is not Whisper, or no tokenizer found for its spec."""
-    if enc.family != "whisper":
-        raise FitError(f"--task asr transcribes with Whisper's decoder: {getattr(model, 'name', model)} "
-                       f"is a {enc.family!r} model, not Whisper")
-    if tokenizer is None:
-        found, tok = load_tokenizer(str(model)) if isinstance(model, (str, os.PathLike)) \
-            else (None, "give the model as a spec (a name or folder) to find its tokenizer")
-        if found is None:  # then `tok` says why
-            raise FitError(f"--task asr needs Whisper's tokenizer: {tok}")
-        tokenizer = tok
-    return enc.model, tokenizer
 
 
 def run_asr(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
@@ -69,7 +54,7 @@ def run_asr(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioD
     """
     t0 = time.monotonic()
     enc = (model if isinstance(model, Encoder) else load_encoder(model)).eval()
-    whisper, tok = whisper_and_tokenizer(enc, model, tokenizer)
+    whisper, tok = whisper_and_tokenizer(enc, model, tokenizer, FitError)
     clips = sentence_clips(data, cfg)
     account, lat = check_budget(enc, cfg)
     with start_run(COMMAND, out, cfg, model=model, data=data, writes=WRITES, force=force) as r:
