@@ -13,7 +13,8 @@ epochs_budget=45))`.
 `epochs` and `max_minutes` are not used: the search's epochs come from `epochs_budget`
 (`search.round_epochs`) and `minutes` caps the whole search. Every option is checked here, so
 a bad one fails before any model or data loads. `asr_clips`, `score_clips`, `eval_clips` and
-`asr_weight` are read by `--task asr` only (`pipeline_asr`); `head_epochs` by the word task only.
+`asr_weight` are read by `--task asr` only (`pipeline_asr`); `head_epochs` and `max_clips` by
+the classification tasks only.
 """
 from __future__ import annotations
 

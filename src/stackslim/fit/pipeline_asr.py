@@ -65,7 +65,8 @@ def run_asr(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioD
         order = bi_order(held)
         scorer = AsrScorer.build(whisper, tok, train, ends(held), clips, cfg.asr_weight, progress)
         del held
-        teacher = {**scorer.eval_wer(enc), "agreement_wer": 0.0,
+        # measured, not assumed: 0 when the candidates' decoding path reproduces the teacher's
+        teacher = {**scorer.eval_wer(enc), "agreement_wer": scorer.score(enc, Candidate("prune")),
                    "bytes": account.predict(Candidate("prune")).bytes, "ms": lat.teacher_ms,
                    "num_layers": enc.num_layers}
         calib = clips.waves("train", pad=True)[: cfg.calib]

@@ -18,7 +18,7 @@ MARKERS = {"prune": "o", "share": "s", "mimic": "^"}
 def y_axis(result) -> tuple[str, float, str]:
     """(row key, scale, label) of the y axis: eval WER (%) for --task asr, else test accuracy."""
     if result.task.get("task") == "asr":
-        return "eval_wer", 100.0, "eval WER (%) against the references (lower is better)"
+        return "eval_wer", 100.0, "eval WER (%), lower is better"
     return "accuracy", 1.0, "test accuracy"
 
 
@@ -50,10 +50,12 @@ def plot_pareto(result, path: str | os.PathLike) -> Path:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     for m, mk in MARKERS.items():
+        if not any(r["method"] == m for r in rows):
+            continue  # e.g. no mimic candidate for --task asr
         axes[0].scatter([], [], marker=mk, color="C1", label=f"{m} float32")
         axes[0].scatter([], [], marker=mk, facecolors="none", edgecolors="C0", label=f"{m} int8")
-    axes[0].legend(fontsize=7, loc="lower right")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{result.model} on {result.task.get('data')}: candidates of stackslim fit")
     fig.tight_layout()
     buf = io.BytesIO()
