@@ -39,7 +39,7 @@ from ..run import start_run
 from .asr import MIMIC_SKIPPED, AsrScorer, ends, sentence_clips, teacher_cache
 from .config import FitConfig, FitError
 from .grid import bi_order
-from .pipeline import COMMAND, WRITES, FitResult, check_budget, finish, search_candidates
+from .steps import COMMAND, WRITES, FitResult, check_budget, finish, search_candidates
 from .predict import Candidate
 
 
