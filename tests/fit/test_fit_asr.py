@@ -145,3 +145,11 @@ def test_same_seed_same_fit_json_numbers(fit_asr_run, teacher, sentences, tmp_pa
            [{k: r.get(k) for k in keys} for r in again.candidates]
     assert first.teacher["eval_wer"] == again.teacher["eval_wer"]
     assert first.winner["name"] == again.winner["name"] and first.deletion_order == again.deletion_order
+
+
+def test_a_budget_no_candidate_meets_is_refused_before_anything_is_written(teacher, sentences, tmp_path):
+    """As for the word task, but the smallest model is a pruned one: no mimic for --task asr."""
+    with pytest.raises(fit_asr.FitError, match=r"--max-mb 0.05 is below the smallest model fit can "
+                                               r"build from this encoder: \S+ MB \(prune-d3\+int8;"):
+        _run(teacher, sentences, tmp_path / "run", max_mb=0.05)
+    assert not (tmp_path / "run").exists()
