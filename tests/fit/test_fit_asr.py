@@ -14,6 +14,9 @@ from asrhelpers import WordTokenizer, make_decoder_listen, write_noise_sentences
 from stackslim.cli import main
 from stackslim.fit import FitConfig, run
 from stackslim.fit import asr as fit_asr
+from stackslim.fit.asr import AsrScorer
+from stackslim.fit.predict import Candidate
+from stackslim.fit.search import Trial
 from stackslim.models import load_encoder
 from stackslim.train import TrainConfig
 
@@ -153,3 +156,13 @@ def test_a_budget_no_candidate_meets_is_refused_before_anything_is_written(teach
                                                r"build from this encoder: \S+ MB \(prune-d3\+int8;"):
         _run(teacher, sentences, tmp_path / "run", max_mb=0.05)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_whole_stack_gets_no_recovery_epochs(teacher):
+    """prune-d0 in float is the teacher: distilling it toward itself would spend epochs on a
+    zero loss, so the scorer returns at once and the halving gives the epochs to the others."""
+    scorer = AsrScorer(*[None] * 8)  # nothing of it is read for the whole stack
+    whole = Candidate("prune")
+    t = Trial(whole, [whole, Candidate("prune", int8=True)], student=copy.deepcopy(teacher))
+    rec = scorer.recover(t, TrainConfig(epochs=3), progress=False)
+    assert rec.epochs_run == 0 and rec.stopped_by == "nothing to recover"

@@ -42,6 +42,7 @@ from ..models.cache import StateCache
 from ..share.asr import AsrRecovery, AsrTargets, decoded_wer, teacher_tokens
 from ..share.recover import RecoveryLog, distill_cache, recover
 from ..train import TrainConfig
+from ..train.loop import TrainLog
 from .config import FitConfig, FitError
 from .int8 import int8_copy
 from .predict import Candidate
@@ -154,6 +155,11 @@ class AsrScorer:
         return cls(whisper, tokenizer, train, score, targets, clips.waves("eval"), clips.references(), asr)
 
     def recover(self, t: Trial, train: TrainConfig, progress: bool) -> RecoveryLog:
+        """Distil `t.student` toward the teacher's last state; nothing for the whole stack
+        (prune-d0: its float form is the teacher, the loss is 0 and the epochs would be
+        wasted; they go to the other candidates)."""
+        if t.comp.method == "prune" and not t.comp.deleted:
+            return RecoveryLog(TrainLog(stopped_by="nothing to recover"))
         n = t.student.num_layers
         return recover(t.student, rekey(self.train, n), train, states="last",
                        val_cache=rekey(self.score_cache, n), progress=progress, asr=self.asr)
