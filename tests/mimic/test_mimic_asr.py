@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from asrhelpers import make_decoder_listen
 
 from stackslim.cli import main
 from stackslim.mimic import MimicConfig, MimicError, MimicModel
@@ -37,11 +38,7 @@ def setup():
     whatever it reads, so no encoder could move its loss)."""
     torch.manual_seed(0)
     enc = load_encoder("random:whisper")
-    with torch.no_grad():
-        for layer in enc.model.model.decoder.layers:
-            layer.encoder_attn.v_proj.weight.mul_(6.0)
-            layer.encoder_attn.out_proj.weight.mul_(6.0)
-        enc.model.model.decoder.layer_norm.weight.mul_(30.0)
+    make_decoder_listen(enc)
     rng = np.random.default_rng(0)
     waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 9600, 16000, 9600)]
     cache = cache_targets(enc, [(waves, list(range(4)))], progress=False)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import copy
 import json
 
-import numpy as np
 import pytest
 import torch
+from asrhelpers import WordTokenizer, write_noise_sentences
 
 from stackslim.cli import main
-from stackslim.data import Clip, load_dataset, write_manifest, write_wav
+from stackslim.data import load_dataset
 from stackslim.evaluate.wer import whisper_wer
 from stackslim.models import load_encoder
 from stackslim.models.transcribe import word_error_rate
@@ -20,19 +20,6 @@ from stackslim.prune import asr
 from stackslim.prune.asr import Transcripts, WerCurve, asr_clips, padded_states, wer_with_interval
 from stackslim.prune.pipeline_asr import AsrStrategyResult, _choose_best, run_asr
 from stackslim.prune.strategies import ScoringContext, deletion_order
-
-
-class WordTokenizer:
-    """A stand-in Whisper tokenizer for the random model (vocab 128): eot is the last id, every
-    id before it a word."""
-
-    ids = {"<|startoftranscript|>": 125, "<|notimestamps|>": 126, "<|endoftext|>": 127}
-
-    def convert_tokens_to_ids(self, token: str) -> int | None:
-        return self.ids.get(token)
-
-    def decode(self, toks, skip_special_tokens: bool = True) -> str:
-        return " ".join(f"w{t}" for t in toks if t != 127)
 
 
 SPLITS = ["pool"] * 6 + ["eval"] * 3 + ["test", ""]
@@ -49,15 +36,7 @@ def _short_transcripts():
 @pytest.fixture(scope="module")
 def asr_dir(tmp_path_factory):
     """A transcribed set: 6 pool, 3 eval, 1 test and 1 unsplit clip of noise (0.3-0.6 s)."""
-    root = tmp_path_factory.mktemp("asr")
-    rng = np.random.default_rng(0)
-    clips = []
-    for i, split in enumerate(SPLITS):
-        p = root / f"c{i}.wav"
-        write_wav(p, (0.1 * rng.standard_normal(4800 + 480 * i)).astype(np.float32))
-        clips.append(Clip(path=p, label=f"w{i} w{i + 1} w{i + 2}", speaker="s", extra={"split": split}))
-    write_manifest(root / "manifest.csv", clips)
-    return root
+    return write_noise_sentences(tmp_path_factory.mktemp("asr"), SPLITS)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from asrhelpers import WordTokenizer
 
 from stackslim.cli import main
 from stackslim.models import load_encoder
@@ -184,26 +185,13 @@ def test_asr_weight_errors_are_one_line(tone_data, tmp_path, capsys, model, extr
     assert not (tmp_path / "o" / "share.json").exists()
 
 
-class _WordTokenizer:
-    """A stand-in Whisper tokenizer for the random model (vocab 128): eot is the last id (so
-    that greedy decoding masks nothing and runs a few tokens), every id before it a word."""
-
-    ids = {"<|startoftranscript|>": 125, "<|notimestamps|>": 126, "<|endoftext|>": 127}
-
-    def convert_tokens_to_ids(self, token: str) -> int | None:
-        return self.ids.get(token)
-
-    def decode(self, toks, skip_special_tokens: bool = True) -> str:
-        return " ".join(f"w{t}" for t in toks if t != 127)
-
-
 @pytest.fixture(scope="module")
 def greedy_setup(whisper_setup):
     """(teacher, cache, targets = the teacher's greedy transcripts (64 tokens at most), tokenizer)."""
     from stackslim.models.transcribe import greedy_decode, prompt_ids
 
     teacher, cache, _ = whisper_setup
-    tok = _WordTokenizer()
+    tok = WordTokenizer()
     prompt, eot = prompt_ids(teacher.model, tok)
     tokens = {r: greedy_decode(teacher.model, cache.states[-1][r][None], prompt, eot, 64)[0]
               for r in range(len(cache))}

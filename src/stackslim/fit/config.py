@@ -2,6 +2,8 @@
 
     stackslim fit whisper-base synth-commands --out runs/fit20 --max-mb 20 --epochs-budget 45
     stackslim fit whisper-base synth-commands --out runs/fit10 --max-mb 10 --max-ms 40
+    stackslim fit whisper-tiny.en synth-sentences --task asr --out runs/fit-asr --max-mb 12 \
+        --asr-clips 16 --score-clips 8 --eval-clips 8 --epochs-budget 12
 
 is `stackslim.fit.run("whisper-base", "synth-commands", "runs/fit20", FitConfig(max_mb=20,
 epochs_budget=45))`.
@@ -10,7 +12,9 @@ epochs_budget=45))`.
 `batch_size`, `lr`, `weight_decay`, `patience`, `seed` (also of the splits and the head). Its
 `epochs` and `max_minutes` are not used: the search's epochs come from `epochs_budget`
 (`search.round_epochs`) and `minutes` caps the whole search. Every option is checked here, so
-a bad one fails before any model or data loads.
+a bad one fails before any model or data loads. `asr_clips`, `score_clips`, `eval_clips` and
+`asr_weight` are read by `--task asr` only (`pipeline_asr`); `head_epochs` and `max_clips` by
+the classification tasks only.
 """
 from __future__ import annotations
 
@@ -57,7 +61,22 @@ class FitConfig:
     max_candidates: int = field(default=12, metadata={"help": "compositions trained in the first "
                                                       "round (the largest that fit, taken in turn "
                                                       "from each method)"})
-    task: str = field(default="word", metadata={"help": "classification task of DATA"})
+    task: str = field(default="word", metadata={
+        "help": "task of DATA: a classification task (word, ...), or asr: transcription by a "
+                "Whisper MODEL of a sentences set with split=pool and split=eval clips (e.g. "
+                "synth-sentences), candidates ranked by teacher-agreement WER"})
+    asr_clips: int = field(default=16, metadata={
+        "help": "--task asr: split=pool clips the candidates are recovered on (a seeded subset; "
+                "each is a 30 s window: about 1 s of CPU per clip and pass on whisper-base)"})
+    score_clips: int = field(default=8, metadata={
+        "help": "--task asr: other split=pool clips, never trained on, that rank the candidates "
+                "by teacher-agreement WER"})
+    eval_clips: int = field(default=8, metadata={
+        "help": "--task asr: split=eval clips transcribed against their references for every "
+                "trained candidate's reported WER, evenly spread (0: all)"})
+    asr_weight: float = field(default=0.0, metadata={
+        "help": "--task asr: weight of the decoder loss (teacher-forced on the teacher's "
+                "transcripts, share.asr) added to the distillation; 0: off (it is slow)"})
     max_clips: int = field(default=0, metadata={"help": "use a seeded subset of this many clips "
                                                 "of DATA (0: all)"})
     head_epochs: int = field(default=30, metadata={"help": "epochs of the teacher's head"})
@@ -87,7 +106,12 @@ class FitConfig:
         for name in ("group", "max_candidates", "head_epochs"):
             if getattr(self, name) < 1:
                 raise FitError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_clips", "calib"):
+        if self.task == "asr" and (self.asr_clips < 1 or self.score_clips < 1):
+            raise FitError(f"--asr-clips and --score-clips must be >= 1, got {self.asr_clips} "
+                           f"and {self.score_clips}")
+        if self.asr_weight < 0:
+            raise FitError(f"--asr-weight must be >= 0, got {self.asr_weight}")
+        for name in ("max_clips", "calib", "eval_clips"):
             if getattr(self, name) < 0:
                 raise FitError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         t = self.train

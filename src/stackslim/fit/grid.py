@@ -40,7 +40,10 @@ def compositions(enc: Encoder, order: list[int], cfg: FitConfig) -> list[Candida
 
 
 def widths(enc: Encoder, cfg: FitConfig) -> list[int]:
-    """The mimic widths z of `cfg.widths` (fractions of the hidden size)."""
+    """The mimic widths z of `cfg.widths` (fractions of the hidden size); none for --task asr
+    (`pipeline_asr`: its mimic candidates are skipped)."""
+    if cfg.task == "asr":
+        return []
     return sorted({max(1, round(w * enc.hidden_size)) for w in cfg.widths})
 
 

@@ -8,7 +8,8 @@ candidates); its head; the deletion order (Block Influence on validation states)
 compositions that fit, at most --max-candidates of them, built and trained by successive
 halving (`search.halving`) within --epochs-budget (and the optional --minutes cap); every trained candidate's test accuracy, written
 bytes (`int8.write_encoder`) and measured latency; the winner (best validation accuracy that
-fits) saved and exported to ONNX.
+fits) saved and exported to ONNX. `--task asr` (Whisper, sentences) is `fit.pipeline_asr`:
+the same search, recovered on sentence clips and ranked by teacher-agreement WER.
 
 Writes ``out/fit.json`` (last: its presence marks a finished run), ``out/pareto.png``,
 ``out/model/`` and ``out/onnx/``, and ``out/config.json``.
@@ -16,115 +17,43 @@ Writes ``out/fit.json`` (last: its presence marks a finished run), ``out/pareto.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
 from .. import runtime
 from ..data import AudioDataset
-from ..errors import StackslimError
 from ..heads import accuracy, fit_head
 from ..mimic.model import front_end_copy
 from ..models import load_encoder
 from ..models.base import Encoder
-from ..prune.save import save_head, save_pruned
-from ..results import provenance
 from ..run import start_run
 from ..share.recover import distill_cache
 from ..train import TrainConfig
-from .grid import MB, bi_order, check_bytes, check_latency, compositions, variants, widths
-from .config import FitConfig, FitError
-from .int8 import write_encoder
-from .latency import LatencyModel, probe_clip, time_ms
-from .plot import plot_pareto
-from .predict import METHODS, Account, Candidate
-from .search import Caches, Trial, accuracy_of, affordable, build, halving
+from .config import FitConfig
+from .grid import bi_order
+from .predict import Candidate
+from .search import Caches, Trial, WordScorer
+from .steps import COMMAND, RESULT, WRITES, FitResult, check_budget, finish, search_candidates
 
-COMMAND = "fit"
-RESULT = "fit.json"
-WRITES = (RESULT, "pareto.png", "model", "onnx")
-
-
-@dataclass
-class FitResult:
-    """What `fit` measured; `to_json()` is out/fit.json. Accuracies are fractions, bytes of the
-    encoder's stored tensors, latencies in ms per 1 s clip."""
-
-    model: str
-    data: str
-    config: dict
-    task: dict
-    budget: dict
-    latency_model: dict
-    deletion_order: list[int]  # 1-based
-    teacher: dict
-    candidates: list[dict]
-    search: dict
-    winner: dict | None
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-    provenance: dict = field(default_factory=provenance)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _plan(enc: Encoder, order: list[int], cfg: FitConfig, account: Account, lat: LatencyModel):
-    """Every candidate (float and int8 variants) with its predicted bytes and latency."""
-    rows: dict[Candidate, dict] = {}
-    for comp in compositions(enc, order, cfg):
-        for v in variants(comp, cfg):
-            p = account.predict(v)
-            ms = lat.predict(v, account) if p is not None else None
-            fits = (p is not None and p.bytes <= cfg.max_mb * MB
-                    and (not cfg.max_ms or ms <= cfg.max_ms))
-            rows[v] = {**v.to_json(), "predicted_bytes": p.bytes if p else None,
-                       "predicted_ms": ms, "fits": fits, "trained": False}
-    return rows
-
-
-def check_budget(enc: Encoder, cfg: FitConfig) -> tuple[Account, LatencyModel]:
-    """The account and the latency model; FitError for a budget nothing can meet. Layers of
-    one stack have the same shapes in every supported family, so a provisional deletion order
-    gives the same byte predictions as the measured one."""
-    account = Account(enc, cfg.group)
-    provisional = list(range(1, enc.num_layers))
-    comps = [v for c in compositions(enc, provisional, cfg) for v in variants(c, cfg)]
-    check_bytes(cfg, account, {c: (p.bytes if (p := account.predict(c)) else None) for c in comps})
-    lat = LatencyModel.measure(enc, widths(enc, cfg))
-    check_latency(cfg, lat, {c: lat.predict(c, account) for c in comps
-                                  if account.predict(c) is not None})
-    return account, lat
-
-
-def _select(rows: dict[Candidate, dict], n: int) -> list[Trial]:
-    """Up to n fitting compositions: per method, the largest fitting first, methods in turn."""
-    comps: dict[Candidate, list[Candidate]] = {}
-    for v, row in rows.items():
-        if row["fits"]:
-            comps.setdefault(v.composition, []).append(v)
-    size = {c: max(rows[v]["predicted_bytes"] for v in vs) for c, vs in comps.items()}
-    queues = {m: sorted([c for c in comps if c.method == m], key=lambda c: -size[c]) for m in METHODS}
-    out: list[Trial] = []
-    while len(out) < n and any(queues.values()):
-        for m in METHODS:
-            if queues[m] and len(out) < n:
-                c = queues[m].pop(0)
-                out.append(Trial(c, comps[c]))
-    return out
+__all__ = ["COMMAND", "RESULT", "FitResult", "run"]
 
 
 def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDataset,
         out: str | os.PathLike, cfg: FitConfig, *, progress: bool = True,
-        force: bool = False, log=print) -> FitResult:
+        force: bool = False, log=print, tokenizer=None) -> FitResult:
     """Search the compositions of pruning, sharing, mimicking and int8 for the most accurate
-    model within `cfg.max_mb` (and `cfg.max_ms`); see the module docstring.
+    model within `cfg.max_mb` (and `cfg.max_ms`); see the module docstring. With
+    `cfg.task == "asr"`: `pipeline_asr.run_asr` (`tokenizer` stands in for the Whisper
+    model's own, e.g. for a model given as an Encoder).
 
     Raises:
         FitError: a budget no candidate meets, before anything is written.
     """
+    if cfg.task == "asr":
+        from .pipeline_asr import run_asr
+
+        return run_asr(model, data, out, cfg, progress=progress, force=force, log=log,
+                       tokenizer=tokenizer)
     t0 = time.monotonic()
     seed = cfg.train.seed
     enc = (model if isinstance(model, Encoder) else load_encoder(model)).eval()
@@ -150,25 +79,14 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                    "validation_accuracy": accuracy(head, caches.teacher["validation"], caches.labels["validation"]),
                    "bytes": account.predict(Candidate("prune")).bytes, "ms": lat.teacher_ms,
                    "num_layers": enc.num_layers}
-        rows = _plan(enc, order, cfg, account, lat)
-        trials = _select(rows, cfg.max_candidates)
-        if not trials:
-            raise FitError(f"no candidate fits --max-mb {cfg.max_mb:g}" +
-                           (f" and --max-ms {cfg.max_ms:g}" if cfg.max_ms else ""))
-        fitting = len(trials)
-        trials = trials[: affordable(fitting, cfg.epochs_budget)]
         calib = [task.dataset.load(i) for i in task.splits["train"][: cfg.calib]]
-        if any(t.comp.method == "mimic" for t in trials):
-            caches.ensure_mimic(front_end_copy(enc), task, progress)
-        for t in trials:
-            t.student = build(t.comp, enc, head, cfg.group, calib, seed)
-            vc = caches.for_student(t.student, "validation", t.comp.method == "mimic")
-            rows[t.comp]["built_validation_accuracy"] = accuracy_of(t.student, t.comp, head, vc,
-                                                                    caches.labels["validation"])
-        search = halving(trials, caches, head, cfg.train, cfg.epochs_budget, cfg.minutes,
-                         progress, log)
-        search["selected"], search["trained"] = fitting, len(trials)
-        winner = _measure(trials, rows, caches, head, cfg)
+
+        def prepare(trials: list[Trial]) -> None:
+            if any(t.comp.method == "mimic" for t in trials):
+                caches.ensure_mimic(front_end_copy(enc), task, progress)
+
+        rows, search, winner = search_candidates(enc, order, cfg, account, lat, WordScorer(caches, head),
+                                                 head, calib, progress, log, prepare)
         notes = ["latency: PyTorch float32 on this machine for float and int8 alike (int8 "
                  "weights are rounded, activations are not quantized in the accuracy)"]
         result = FitResult(
@@ -177,69 +95,5 @@ def run(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioDatas
                                           "front_end_bytes": account.front_bytes()},
             latency_model=lat.to_json(), deletion_order=[i + 1 for i in order], teacher=teacher,
             candidates=list(rows.values()), search=search, winner=None, seconds=0.0, notes=notes)
-        if winner is not None:
-            trial, v = winner
-            result.winner = {**rows[v], "folder": "model", **_save(trial, v, head, task, r.out, cfg, notes)}
-        plot_pareto(result, r.out / "pareto.png")
-        result.seconds = round(time.monotonic() - t0, 1)
-        r.write_json(RESULT, result)
-        return result
-
-
-def _measure(trials: list[Trial], rows: dict, caches: Caches, head, cfg: FitConfig):
-    """Test accuracy, written bytes and measured latency of every trained variant; the winner
-    (trial, variant): best validation accuracy among those that fit, then fewer bytes."""
-    probe = probe_clip()
-    best, key = None, None
-    with tempfile.TemporaryDirectory(prefix="stackslim-fit-") as tmp:
-        for t in trials:
-            if t.epochs == 0 and not t.val:
-                continue
-            mimic = t.comp.method == "mimic"
-            tc = caches.for_student(t.student, "test", mimic)
-            ms = time_ms(lambda s=t.student: s.hidden_states([probe]))
-            for v in t.variants:
-                row = rows[v]
-                written = write_encoder(t.student, Path(tmp) / f"{v.name}.safetensors", v.int8)
-                row.update(trained=True, epochs=t.epochs, minutes=round(t.seconds / 60, 3),
-                           stopped_by=t.stopped_by, rounds=t.rounds,
-                           validation_accuracy=t.val.get(v.name),
-                           accuracy=accuracy_of(t.student, v, head, tc, caches.labels["test"]),
-                           written_bytes=written, measured_ms=ms,
-                           bytes_error=written / row["predicted_bytes"] - 1)
-                ok = written <= cfg.max_mb * MB and (not cfg.max_ms or row["predicted_ms"] <= cfg.max_ms)
-                row["fits_written"] = ok
-                k = (row["validation_accuracy"], -written)
-                if ok and (key is None or k > key):
-                    best, key = (t, v), k
-    return best
-
-
-def _save(t: Trial, v: Candidate, head, task, out: Path, cfg: FitConfig, notes: list[str]) -> dict:
-    """The winner in out/model (the method's own folder; + encoder.int8.safetensors for an
-    int8 winner) and its ONNX export in out/onnx."""
-    path = out / "model"
-    meta = {"classes": list(task.names), "task": cfg.task, "fit": v.to_json()}
-    if v.method == "prune":
-        save_pruned(t.student, [], head, path, meta=meta)
-    elif v.method == "share":
-        t.student.save(path)
-        save_head(head, path, meta)
-    else:
-        t.student.mimic.class_names = list(task.names)
-        t.student.mimic.save(path)
-    info: dict[str, Any] = {}
-    if v.int8:
-        info["int8_file"] = "model/encoder.int8.safetensors"
-        info["int8_file_bytes"] = write_encoder(t.student, path / "encoder.int8.safetensors", True)
-    if cfg.onnx:
-        from ..export import ExportConfig
-        from ..export import run as export_run
-
-        try:
-            res = export_run(path, out / "onnx", ExportConfig(format="onnx", int8=v.int8))
-            info["onnx"] = {"folder": "onnx", "files": res.files,
-                            "max_abs_diff": res.parity.get("max_abs_diff")}
-        except (StackslimError, ImportError) as e:
-            notes.append(f"ONNX export of the winner failed: {e}")
-    return info
+        meta = {"classes": list(task.names), "task": cfg.task}
+        return finish(r, result, winner, rows, head, meta, cfg, t0)

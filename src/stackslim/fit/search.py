@@ -2,12 +2,15 @@
 
 Each composition (a float candidate; its int8 variant is scored from the same trained
 weights, `int8.int8_copy`) is built from the teacher, then recovered by distillation toward
-the teacher's last state plus the task loss through the teacher's frozen head
-(`share.recover.recover`, states "last"). The search is successive halving within a budget
-of recovery epochs counted over all candidates (`halving`, `round_epochs`): round k trains
-each survivor for e_k more epochs and keeps the better half by validation accuracy (of its
-best variant that fits); the last round trains the one left. An optional `--minutes` cap is
-checked before each training and bounds it; the result records when it bites.
+the teacher's last state (`share.recover.recover`, states "last"). How it is recovered and
+ranked is the task's `Scorer`: for the word task (`WordScorer`) the distillation adds the task
+loss through the teacher's frozen head and candidates rank by validation accuracy (higher is
+better); for `--task asr` (`fit.asr.AsrScorer`) by teacher-agreement WER (lower is better).
+The search is successive halving within a budget of recovery epochs counted over all
+candidates (`halving`, `round_epochs`): round k trains each survivor for e_k more epochs and
+keeps the better half by its score (of its best variant that fits); the last round trains the
+one left. An optional `--minutes` cap is checked before each training and bounds it; the
+result records when it bites.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import torch
 
@@ -24,7 +28,7 @@ from ..mimic.model import MimicModel
 from ..models.base import Encoder
 from ..models.cache import StateCache, cache_states
 from ..share.convert import to_residual
-from ..share.recover import recover
+from ..share.recover import RecoveryLog, recover
 from ..train import TrainConfig
 from .int8 import int8_copy
 from .predict import Candidate
@@ -82,17 +86,72 @@ class Trial:
     epochs: int = 0
     seconds: float = 0.0
     rounds: list[dict] = field(default_factory=list)
-    val: dict[str, float] = field(default_factory=dict)  # variant name → validation accuracy
+    val: dict[str, float] = field(default_factory=dict)  # variant name → ranking score
     stopped_by: str = ""
-
-    @property
-    def score(self) -> float:
-        return max(self.val.values()) if self.val else -1.0
 
 
 def accuracy_of(student: Encoder, v: Candidate, head, cache: StateCache, y: torch.Tensor) -> float:
     model = int8_copy(student) if v.int8 else student
     return stack_accuracy(model, head, cache, y)
+
+
+class Scorer(Protocol):
+    """How the search recovers and ranks the candidates of one task.
+
+    Attributes:
+        metric: the fit.json key of the ranking score ("validation_accuracy", "agreement_wer").
+        lower_is_better: True for an error rate (WER), False for an accuracy.
+    """
+
+    metric: str
+    lower_is_better: bool
+
+    def recover(self, t: Trial, train: TrainConfig, progress: bool) -> RecoveryLog:
+        """Train `t.student` in place for `train.epochs` epochs (within `train.max_minutes`)."""
+
+    def score(self, student: Encoder, v: Candidate) -> float:
+        """The ranking score of `student` as variant `v` (int8: its rounded copy)."""
+
+    def final(self, student: Encoder, v: Candidate) -> dict:
+        """The reported numbers of a trained variant (test accuracy; eval WER and interval)."""
+
+
+def rank_value(t: Trial, scorer: Scorer) -> float:
+    """The value `t` ranks by, higher is better: its best variant's score, negated for an
+    error rate (no score yet: −inf)."""
+    if not t.val:
+        return float("-inf")
+    sign = -1.0 if scorer.lower_is_better else 1.0
+    return max(sign * v for v in t.val.values())
+
+
+@dataclass
+class WordScorer:
+    """The word task: recovery with the task loss through the teacher's frozen `head`, best
+    epoch and ranking by validation accuracy, test accuracy reported."""
+
+    caches: Caches
+    head: ClassifierHead
+    metric: str = "validation_accuracy"
+    lower_is_better: bool = False
+
+    def recover(self, t: Trial, train: TrainConfig, progress: bool) -> RecoveryLog:
+        mimic = t.comp.method == "mimic"
+        c = self.caches
+        return recover(t.student, c.for_student(t.student, "train", mimic), train, states="last",
+                       head=self.head, labels=c.labels["train"],
+                       val_cache=c.for_student(t.student, "validation", mimic),
+                       val_labels=c.labels["validation"], progress=progress)
+
+    def _accuracy(self, student: Encoder, v: Candidate, part: str) -> float:
+        cache = self.caches.for_student(student, part, v.method == "mimic")
+        return accuracy_of(student, v, self.head, cache, self.caches.labels[part])
+
+    def score(self, student: Encoder, v: Candidate) -> float:
+        return self._accuracy(student, v, "validation")
+
+    def final(self, student: Encoder, v: Candidate) -> dict:
+        return {"accuracy": self._accuracy(student, v, "test")}
 
 
 def survivors(n: int) -> list[int]:
@@ -126,14 +185,14 @@ def affordable(n: int, budget: int) -> int:
     return 0
 
 
-def halving(trials: list[Trial], caches: Caches, head: ClassifierHead, train: TrainConfig,
-            budget: int, minutes: float = 0.0, progress: bool = True, log=print) -> dict:
+def halving(trials: list[Trial], scorer: Scorer, train: TrainConfig, budget: int,
+            minutes: float = 0.0, progress: bool = True, log=print) -> dict:
     """Successive halving of `trials` (students built) within an epoch budget; what it spent.
 
     Round k trains each of its n_k survivors for e_k more epochs (`round_epochs`: the budget
     B is the total of the recovery epochs of all candidates, over all R rounds), scores every
-    variant on validation, and keeps the better ⌈n_k / 2⌉ by their best fitting variant (ties:
-    the earlier candidate); the last round trains the one left. The same command and seed
+    variant (`scorer.score`), and keeps the better ⌈n_k / 2⌉ by their best fitting variant
+    (`rank_value`; ties: the earlier candidate); the last round trains the one left. The same command and seed
     train the same epochs on a quiet or a busy machine. `minutes` > 0 is an optional wall-clock
     cap on the whole search, checked before each training and passed to it as its time limit;
     when it bites, the search stops there and the result says so (`cap_bit`).
@@ -156,28 +215,22 @@ def halving(trials: list[Trial], caches: Caches, head: ClassifierHead, train: Tr
                 continue
             if epochs < 1:
                 continue
-            mimic = t.comp.method == "mimic"
-            tc = caches.for_student(t.student, "train", mimic)
-            vc = caches.for_student(t.student, "validation", mimic)
             s = time.monotonic()
-            rec = recover(t.student, tc, replace(train, epochs=epochs, max_minutes=left),
-                          states="last", head=head, labels=caches.labels["train"], val_cache=vc,
-                          val_labels=caches.labels["validation"], progress=progress)
+            rec = scorer.recover(t, replace(train, epochs=epochs, max_minutes=left), progress)
             t.seconds += time.monotonic() - s
             t.epochs += rec.train.epochs_run
             spent += rec.train.epochs_run
-            t.val = {v.name: accuracy_of(t.student, v, head, vc, caches.labels["validation"])
-                     for v in t.variants}
+            t.val = {v.name: scorer.score(t.student, v) for v in t.variants}
             t.rounds.append({"round": k, "epochs": rec.train.epochs_run, "stopped_by": rec.stopped_by,
                              "train_loss": rec.train.train_loss[-1] if rec.train.train_loss else None,
                              "seconds": round(time.monotonic() - s, 2), "validation": dict(t.val)})
             if rec.stopped_by == "time":
                 capped, t.stopped_by = True, "minutes cap"
-            log(f"round {k}: {t.comp.name}: {rec.train.epochs_run} epoch(s), validation "
+            log(f"round {k}: {t.comp.name}: {rec.train.epochs_run} epoch(s), {scorer.metric} "
                 + ", ".join(f"{n} {a:.3f}" for n, a in t.val.items()))
         if capped:
             break
-        alive.sort(key=lambda t: -t.score)  # stable: ties keep the earlier candidate
+        alive.sort(key=lambda t: -rank_value(t, scorer))  # stable: ties keep the earlier candidate
         if k + 1 < len(plan):
             for t in alive[plan[k + 1]:]:
                 t.stopped_by = f"halved after round {k}"

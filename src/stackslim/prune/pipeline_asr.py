@@ -29,6 +29,7 @@ from pathlib import Path
 
 
 from ..data import AudioDataset
+from ..errors import StackslimError
 from ..evaluate.wer import load_tokenizer, pad_silence, whisper_wer
 from ..models import Encoder, load_encoder
 from ..results import provenance
@@ -183,16 +184,18 @@ def run_pruning_asr(enc: Encoder, whisper, tokenizer, clips: AsrClips, cfg: Prun
         cpu_seconds=time.process_time() - c0, decoded_clips=scorer.decoded)
 
 
-def _whisper_and_tokenizer(enc: Encoder, model, tokenizer):
-    """The decoder's model (the teacher's own weights) and the tokenizer, or a one-line error."""
+def whisper_and_tokenizer(enc: Encoder, model, tokenizer, error: type[StackslimError] = PruneError):
+    """The decoder's model (the teacher's own weights) and the tokenizer (`tokenizer`, or the
+    one of `model`'s spec), or a one-line `error` (the calling command's: `prune`, `fit`) for a
+    model that is not Whisper or a spec without a tokenizer."""
     if enc.family != "whisper":
-        raise PruneError(f"--task asr transcribes with Whisper's decoder: {enc.name} is a {enc.family!r} "
-                         "model, not Whisper")
+        raise error(f"--task asr transcribes with Whisper's decoder: {enc.name} is a {enc.family!r} "
+                    "model, not Whisper")
     if tokenizer is None:
         found, tok = load_tokenizer(str(model)) if isinstance(model, (str, os.PathLike)) \
             else (None, "give the model as a spec (a name or folder) to find its tokenizer")
         if found is None:  # then `tok` says why
-            raise PruneError(f"--task asr needs Whisper's tokenizer: {tok}")
+            raise error(f"--task asr needs Whisper's tokenizer: {tok}")
         tokenizer = tok
     return enc.model, tokenizer
 
@@ -208,7 +211,7 @@ def run_asr(model: str | os.PathLike | Encoder, data: str | os.PathLike | AudioD
     non-Whisper model or a data set without eval and other clips is refused with one line.
     `tokenizer` stands in for the model's own (a model given as an Encoder has no spec)."""
     enc = model if isinstance(model, Encoder) else load_encoder(model)
-    whisper, tokenizer = _whisper_and_tokenizer(enc, model, tokenizer)
+    whisper, tokenizer = whisper_and_tokenizer(enc, model, tokenizer)
     clips = asr_clips(data, cfg.asr_clips, cfg.eval_clips, cfg.train.seed)
     with start_run(COMMAND, out, cfg, model=model, data=data, writes=WRITES, force=force) as r:
         enc = r.encoder(enc)
