@@ -46,9 +46,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--name", default="asr_local")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     model, size, k, epochs, npool = a.model, a.size, a.k, a.epochs, a.npool
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     t0 = time.time()
     enc = load_encoder(model)
     whisper, tok = load_tokenizer(model)
