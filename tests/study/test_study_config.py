@@ -42,8 +42,7 @@ def test_parse_share_refuses(spec):
 def test_default_grids_parse():
     cfg = StudyConfig()
     assert [parse_mimic(m) for m in cfg.mimic_grid] == [("linear", 1, 512), ("transformer", 1, 512)]
-    assert [parse_share(s) for s in cfg.share_grid] == [("adjacent", 2, 64), ("adjacent", 3, 16),
-                                                       ("blocks", 0, 16)]
+    assert [parse_share(s) for s in cfg.share_grid] == [("adjacent", 2, 64), ("adjacent", 3, 16)]
 
 
 def test_quick_preset_changes_only_what_the_user_left_at_its_default():

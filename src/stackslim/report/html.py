@@ -25,7 +25,7 @@ h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px soli
 table{border-collapse:collapse;margin:1em 0;font-size:.92em;width:100%}
 th,td{border:1px solid #d8dde6;padding:.35em .6em;text-align:right}
 th{background:#f2f4f8}td:first-child,th:first-child{text-align:left}
-tr.hl td{background:#fff8e0}
+tr.hl td{background:#fff8e0}.wide{overflow-x:auto}
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0;flex:1 1 320px}
 img{max-width:100%;border:1px solid #e4e7ee}figcaption{font-size:.85em;color:#5b6575}
 ul.findings li{margin:.3em 0}code{background:#f2f4f8;padding:0 .25em;border-radius:3px}
@@ -92,7 +92,9 @@ class Page:
             cls = ' class="hl"' if highlight and r.get(highlight) else ""
             cells = "".join(f"<td>{html.escape(fmt(r.get(k)))}</td>" for k, _ in columns)
             body.append(f"<tr{cls}>{cells}</tr>")
-        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        # wide tables (the study's: 16 columns) scroll inside the page instead of spilling out
+        self.parts.append(f"<div class=\"wide\"><table><thead><tr>{head}</tr></thead>"
+                          f"<tbody>{''.join(body)}</tbody></table></div>")
 
     def render(self) -> str:
         return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
