@@ -179,7 +179,7 @@ def child(variant: str, runtime: str, work: Path, args) -> dict:
     base = warm_base("whisper")
     file0, anon0 = benchlib.proc_status_mib("RssFile"), benchlib.proc_status_mib("RssAnon")
     t0 = time.perf_counter()
-    loaded = load_model(folder(work, variant))
+    loaded = load_model(folder(work, variant), decoder=False)  # the encoder's memory; WER reads the teacher's decoder
     if runtime == "pytorch":
         graph = (MimicGraph(loaded.model) if loaded.kind == "mimic" else EncoderGraph(loaded.model)).eval()
         run = lambda x, n: [t.numpy() for t in graph(x, n)]  # noqa: E731

@@ -78,3 +78,36 @@ def test_loading_a_shared_model_peaks_near_its_compact_size(tmp_path):
     # same for both); the loader that built the dense model first peaked above the dense load
     assert shared_bytes < dense_bytes - 0.5 * saved, (shared_bytes, dense_bytes, saved)
     assert shared_bytes < 4 * n_shared + 48e6
+
+
+def test_encoder_only_load_leaves_the_stored_decoder_unread(tmp_path, monkeypatch):
+    """`load_shared(path, decoder=False)` (what ONNX export and timing use) never reads
+    decoder.safetensors: the decoder stays zeros, the encoder computes the same states."""
+    import numpy as np
+
+    import stackslim.share.load as load_mod
+    from stackslim.share.io import DECODER
+
+    enc = load_encoder("random:whisper")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in enc.model.parameters():
+            p.normal_(0, 0.02)
+    s = to_residual(enc, groups=[[0, 1], [2, 3]], rank=4)
+    s.save(tmp_path / "m")
+    assert (tmp_path / "m" / DECODER).is_file()
+    read = []
+    real = load_mod.load_file
+    monkeypatch.setattr(load_mod, "load_file", lambda f: read.append(f) or real(f))
+    full = load_shared(tmp_path / "m")
+    assert any(f.endswith(DECODER) for f in read) and full.has_decoder
+    read.clear()
+    small = load_shared(tmp_path / "m", decoder=False)
+    assert read and not any(f.endswith(DECODER) for f in read) and not small.has_decoder
+    dec = small.model.model.decoder
+    assert all(float(p.detach().abs().max()) == 0 for p in dec.parameters())
+    assert float(full.model.model.decoder.embed_tokens.weight.detach().abs().max()) > 0
+    wave = [np.random.default_rng(0).standard_normal(8000).astype(np.float32)]
+    with torch.no_grad():
+        a, b = full.hidden_states(wave).states[-1], small.hidden_states(wave).states[-1]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -33,6 +33,8 @@ from ..errors import EncoderError, StackslimError
 from ..mimic.model import MimicModel
 from ..models import load_encoder
 from ..prune.save import load_head
+from ..share.io import is_shared_folder
+from ..share.load import load_shared
 from ..results import atomic_dir, provenance, write_json
 from ..run import check_not_input, input_paths
 from .config import ExportConfig, ExportError
@@ -83,16 +85,19 @@ class Loaded:
         return "asr" if self.kind == "mimic" else "encoder"
 
 
-def load_model(spec: str | os.PathLike) -> Loaded:
-    """Recognise and load `spec`: shared, mimic, pruned (with head) or a plain encoder."""
+def load_model(spec: str | os.PathLike, decoder: bool = True) -> Loaded:
+    """Recognise and load `spec`: shared, mimic, pruned (with head) or a plain encoder.
+    `decoder=False`: a shared folder's stored Whisper decoder is left unread (the encoder's
+    memory only; `share.load_shared`)."""
     path = Path(spec)
     try:
         if path.is_dir() and (path / "mimic.json").is_file():
             m = MimicModel.load(path)
             return Loaded("mimic", m, m.head, m.front, path)
-        enc = load_encoder(spec)
-        if path.is_dir() and (path / "stackslim_share.json").is_file():
+        if is_shared_folder(path):
+            enc = load_shared(path, decoder=decoder)
             return Loaded("shared", enc, None, enc, path)
+        enc = load_encoder(spec)
         if path.is_dir() and (path / "head.json").is_file():
             head, _ = load_head(path)
             return Loaded("pruned", enc, head, enc, path)
@@ -124,7 +129,8 @@ def run(model_dir: str | os.PathLike, out: str | os.PathLike, cfg: ExportConfig 
     if missing:
         raise ExportError(f"--format {cfg.format} needs {', '.join(missing)}: "
                           f"pip install 'stackslim[export]'")
-    return export_loaded(load_model(model_dir), out, cfg, str(model_dir))
+    # ONNX holds the encoder only; CTranslate2 converts the whole Whisper model, decoder included
+    return export_loaded(load_model(model_dir, decoder=cfg.format == "ct2"), out, cfg, str(model_dir))
 
 
 def export_loaded(loaded: Loaded, out: str | os.PathLike, cfg: ExportConfig, source: str) -> ExportResult:
