@@ -16,9 +16,9 @@ its wall-clock minutes on this machine (shared with other jobs: compare within o
 
     python bench/asr.py [--models whisper-tiny.en,whisper-base] [--sizes 0.5,0.35]
                         [--local-epochs 10] [--epochs 2] [--unlabelled 200] [--wer-clips 120]
-                        [--max-clips 0]
+                        [--max-clips 0] [--name asr]
 
-Writes bench/results/asr.json and asr.md.
+Writes bench/results/NAME.json and NAME.md (default asr).
 """
 from __future__ import annotations
 
@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--max-clips", type=int, default=0, help="synth-commands clips, all splits (0: all)")
     ap.add_argument("--variants", default="budget,uniform")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="asr", help="results file name under bench/results/")
     a = ap.parse_args()
     set_threads(a.threads)
     rows = []
@@ -123,8 +124,9 @@ def main() -> None:
     md = ("# Shared Whisper encoders that keep transcribing\n\n"
           f"`python bench/asr.py --models {a.models} --sizes {a.sizes} --local-epochs "
           f"{a.local_epochs} --epochs {a.epochs} --unlabelled {a.unlabelled} --wer-clips "
-          f"{a.wer_clips} --max-clips {a.max_clips} --variants {a.variants}` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
-    write_results("asr", doc, md)
+          f"{a.wer_clips} --max-clips {a.max_clips} --variants {a.variants}"
+          + (f" --name {a.name}" if a.name != "asr" else "") + "` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
+    write_results(a.name, doc, md)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,20 @@ def test_whisper_reads_unlabelled_clips_whole_and_followed_by_silence(tone_data,
     res = json.loads((tmp_path / "local" / "share.json").read_text())
     assert res["local"]["clips"] == res["task"]["clips"]["train"] + 4
     assert not any("unused" in note for note in res["notes"])
+
+
+def test_augment_adds_copies_of_each_unlabelled_clip(tone_data, pool, tmp_path):
+    """--augment 2: each unlabelled clip joins the recovery with two augmented copies, the
+    labelled clips unchanged; a negative count is refused before anything is written."""
+    args = ["share", "random:whisper", str(tone_data), *FAST, "--unlabelled", str(pool),
+            "--max-unlabelled", "3", "--epochs", "1"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--out", str(tmp_path / "aug"), "--augment", "2"]) == 0
+    plain, aug = (json.loads((tmp_path / d / "share.json").read_text()) for d in ("plain", "aug"))
+    n0, n = plain["recovery"]["data"], aug["recovery"]["data"]
+    assert n0["unlabelled_clips"] == 3 and n["unlabelled_clips"] == 9
+    assert n["labelled_clips"] == n0["labelled_clips"]
+    assert n["unlabelled_frames"] == 3 * n0["unlabelled_frames"]  # each padded to 6 s
+    assert aug["config"]["augment"] == 2
+    rc = main([*args, "--out", str(tmp_path / "bad"), "--augment", "-1"])
+    assert rc == 2 and not (tmp_path / "bad").exists()

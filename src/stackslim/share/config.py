@@ -90,6 +90,10 @@ class ShareConfig:
                                                   "beside the train split (their teacher states "
                                                   "are cached: memory grows with them)"})
     max_unlabelled: int = field(default=0, metadata={"help": MAX_UNLABELLED_HELP})
+    augment: int = field(default=0, metadata={"help": "augmented copies of each --unlabelled "
+                                              "clip (speed 0.9/1.1, reverberation, noise at "
+                                              "10-30 dB SNR; stackslim.data.augment) distilled "
+                                              "on beside it; the held-out clips stay clean"})
     asr_weight: float = field(default=0.0, metadata={"help": "Whisper only: weight of the decoder "
                                                     "loss in the recovery (0: none): the original "
                                                     "decoder, teacher-forced on the teacher's own "
@@ -133,7 +137,7 @@ class ShareConfig:
         if self.rank != "full" and (isinstance(self.rank, bool) or not isinstance(self.rank, int)
                                     or self.rank < 0):
             raise ShareError(f"--rank must be an integer >= 0, got {self.rank!r}")
-        for name in ("group", "calib", "max_unlabelled", "max_clips", "wer_clips",
+        for name in ("group", "calib", "max_unlabelled", "augment", "max_clips", "wer_clips",
                      "latency_clips"):
             if getattr(self, name) < 0:
                 raise ShareError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

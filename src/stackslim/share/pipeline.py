@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import runtime
 from ..data import AudioDataset, unlabelled_clips
+from ..data.augment import with_copies
 from ..data.pool import unlabelled_specs
 from ..evaluate import load_tokenizer, sentence_clips, stack_accuracy, whisper_wer
 from ..heads import accuracy, fit_head
@@ -102,13 +103,15 @@ def _unlabelled(teacher: Encoder, pool, cfg: ShareConfig, cached: str, progress:
     speech and as the WER check reads sentences. With --asr-weight a tenth of them (at most 32)
     is held out: the last ones, or, when the clips have several decoder prompts (languages or
     tasks, `asr.clip_task`), clips spread evenly over the set so that every prompt validates;
-    without it, none is."""
+    without it, none is. With --augment N each fit clip is followed by its N augmented copies
+    (`data.augment.with_copies`: rows of the same clip index); held-out clips stay clean."""
     pool_ds, pool_idx = pool
     asr = cfg.asr_weight > 0
     n_val = min(32, max(1, len(pool_idx) // 10)) if asr and len(pool_idx) > 1 else 0
     fit_idx, val_idx = held_out(pool_ds, pool_idx, n_val)
     wrap = padded_batches if teacher.family == "whisper" else (lambda b: b)
-    cache = distill_cache(teacher, wrap(pool_ds.batches(fit_idx, 16)), total=len(fit_idx),
+    fit_batches = with_copies(pool_ds.batches(fit_idx, 16), cfg.augment, cfg.train.seed)
+    cache = distill_cache(teacher, wrap(fit_batches), total=len(fit_idx) * (1 + cfg.augment),
                           states=cached, desc="teacher states (unlabelled)", progress=progress)
     val_cache = distill_cache(teacher, wrap(pool_ds.batches(val_idx, 16)), total=len(val_idx),
                               states="last", desc="teacher states (unlabelled, validation)",
