@@ -4,19 +4,22 @@ against one rank for every map recovered end to end, side by side in one run.
 For each model and size s (the shared stack's parameters / the dense stack's):
 - ``budget``: `stackslim share --size s --init aware` (ranks allocated per layer and map),
   then the layer-wise fit (`--local-epochs`, sequential), then the end-to-end recovery with the
-  decoder loss (`--asr-weight 1 --recover-states last --epochs E`);
+  decoder loss (`--asr-weight 1 --recover-states last --epochs E`); ``--augment N`` adds N
+  augmented copies of each sentence to both (`share --augment`);
 - ``uniform``: the same size with one rank for every map (the largest that fits), `--init
-  aware`, recovered end to end the same way, without the layer-wise fit (the earlier method).
-Both read the same data: synth-commands' train split (the KWS task) and N clips of
-synth-sentences' pool split (never its eval split), whole, followed by silence. WER: the eval
-split of synth-sentences (`--wer-clips` clips, three flite voices that the fit never hears),
-each clip padded to Whisper's 30 s window, Whisper's English normaliser, bootstrap 95%
-interval; KWS accuracy on synth-commands' test split with the teacher's head. Each stage gives
-its wall-clock minutes on this machine (shared with other jobs: compare within one run).
+  aware`, recovered end to end the same way, without the layer-wise fit or the copies (the
+  earlier method).
+Both read synth-commands' train split (the KWS task) and N clips of synth-sentences' pool split
+(never its eval split), whole, followed by silence. WER: the eval split of synth-sentences
+(`--wer-clips` clips: sentences the fit never hears, spoken by three flite voices that also
+speak other sentences of the pool), each clip padded to Whisper's 30 s window, Whisper's English
+normaliser, bootstrap 95% interval; KWS accuracy on synth-commands' test split with the
+teacher's head. Each stage gives its wall-clock minutes on this machine (shared with other jobs:
+compare within one run).
 
     python bench/asr.py [--models whisper-tiny.en,whisper-base] [--sizes 0.5,0.35]
                         [--local-epochs 10] [--epochs 2] [--unlabelled 200] [--wer-clips 120]
-                        [--max-clips 0] [--name asr]
+                        [--max-clips 0] [--augment 0] [--name asr]
 
 Writes bench/results/NAME.json and NAME.md (default asr).
 """
@@ -63,7 +66,7 @@ def one(model: str, name: str, cfg: ShareConfig) -> dict:
         stages.append(("end to end", r.after, r.recovery["seconds"] / 60))
     return {"model": model, "variant": name, "size": r.size["stack_ratio"],
             "config": {k: r.config[k] for k in ("group", "rank", "size", "init", "local_epochs",
-                                                 "asr_weight", "max_unlabelled")},
+                                                 "asr_weight", "max_unlabelled", "augment")},
             "teacher": {"wer": r.teacher["wer"], "interval": r.teacher.get("wer_interval"),
                         "accuracy": r.teacher["accuracy"]},
             "stages": [{"stage": s, "wer": e["wer"], "interval": e.get("wer_interval"),
@@ -101,6 +104,8 @@ def main() -> None:
     ap.add_argument("--variants", default="budget,uniform")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="asr", help="results file name under bench/results/")
+    ap.add_argument("--augment", type=int, default=0,
+                    help="budget variant: augmented copies of each sentence (share --augment)")
     a = ap.parse_args()
     set_threads(a.threads)
     rows = []
@@ -115,7 +120,7 @@ def main() -> None:
                                             weight_decay=0.0, patience=3))
             for variant in a.variants.split(","):
                 if variant == "budget":
-                    cfg = ShareConfig(size=size, local_epochs=a.local_epochs, **common)
+                    cfg = ShareConfig(size=size, local_epochs=a.local_epochs, augment=a.augment, **common)
                 else:
                     cfg = ShareConfig(rank=uniform_rank(model, k, size), **common)
                 rows.append(one(model, f"{variant} K{k}", cfg))
@@ -125,6 +130,7 @@ def main() -> None:
           f"`python bench/asr.py --models {a.models} --sizes {a.sizes} --local-epochs "
           f"{a.local_epochs} --epochs {a.epochs} --unlabelled {a.unlabelled} --wer-clips "
           f"{a.wer_clips} --max-clips {a.max_clips} --variants {a.variants}"
+          + (f" --augment {a.augment}" if a.augment else "")
           + (f" --name {a.name}" if a.name != "asr" else "") + "` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
     write_results(a.name, doc, md)
 
