@@ -131,6 +131,7 @@ def main() -> None:
           f"{a.local_epochs} --epochs {a.epochs} --unlabelled {a.unlabelled} --wer-clips "
           f"{a.wer_clips} --max-clips {a.max_clips} --variants {a.variants}"
           + (f" --augment {a.augment}" if a.augment else "")
+          + (f" --threads {a.threads}" if a.threads != 2 else "")
           + (f" --name {a.name}" if a.name != "asr" else "") + "` (inputs and method: the script's docstring).\n\n" + table(rows) + "\n")
     write_results(a.name, doc, md)
 
