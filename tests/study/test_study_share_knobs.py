@@ -27,13 +27,13 @@ def test_share_step_passes_the_recovery_knobs(monkeypatch, tmp_path):
     monkeypatch.setattr(stackslim.share, "run", fake_share)
     cfg = StudyConfig(share_recover_states="last", share_unlabelled="synth-sentences",
                       share_max_unlabelled=90, share_asr_weight=1.0, recover_epochs=2, max_minutes=0.5,
-                      share_local_epochs=7)
+                      share_local_epochs=7, share_augment=2)
     scfg = study_pipeline.method_configs(cfg)["share-K3-r16"]
     summary = study_pipeline._share_step("whisper-base", None, None, scfg, False)(tmp_path)
     s = seen["cfg"]
     assert (s.group, s.rank, s.recover_states, s.unlabelled, s.max_unlabelled, s.asr_weight) == \
         (3, 16, "last", "synth-sentences", 90, 1.0)
-    assert (s.train.epochs, s.train.max_minutes, s.train.seed, s.local_epochs) == (2, 0.5, 0, 7)
+    assert (s.train.epochs, s.train.max_minutes, s.train.seed, s.local_epochs, s.augment) == (2, 0.5, 0, 7, 2)
     assert seen["spec"] == "whisper-base"  # where the tokenizer for the decoder loss comes from
     assert summary["capped"] == ["recovery"]  # the cap bit: the variant's row will say so
 
@@ -48,7 +48,7 @@ def test_every_knob_changes_its_step_key():
     for change in (dict(share_recover_states="last"), dict(share_unlabelled="synth-sentences"),
                    dict(share_max_unlabelled=10), dict(share_asr_weight=1.0, share_unlabelled="x"),
                    dict(recover_epochs=5), dict(max_minutes=1.0), dict(seed=1),
-                   dict(share_local_epochs=3)):
+                   dict(share_local_epochs=3), dict(share_augment=1, share_unlabelled="x")):
         other = study_pipeline.method_configs(replace(StudyConfig(), **change))["share-K3-r16"]
         assert step_key(other) != step_key(default), change
 
@@ -79,3 +79,5 @@ def test_share_unlabelled_auto_gives_whisper_sentences_and_others_none():
     assert unlabelled(False) == ""
     assert unlabelled(True, share_unlabelled="none") == unlabelled(False, share_unlabelled="none") == ""
     assert unlabelled(False, share_unlabelled="/data/pool") == "/data/pool"
+    # copies of no clips: none (a non-Whisper teacher's default has no unlabelled clips)
+    assert study_pipeline.method_configs(StudyConfig(share_augment=2), False)["share-K3-r16"].augment == 0

@@ -67,6 +67,9 @@ class StudyConfig:
         "help": "at most this many --share-unlabelled clips, a seeded subset (0: all); each "
                 "Whisper sentence is a 30 s window, 30× a keyword clip's frames, so 48 of them "
                 "about double a shared variant's recovery time"})
+    share_augment: int = field(default=0, metadata={
+        "help": "augmented copies of each --share-unlabelled clip in the shared variants' fit "
+                "and recovery (see `stackslim share --augment`; 0: none)"})
     share_asr_weight: float = field(default=0.0, metadata={
         "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
                 "see `stackslim share --asr-weight`), so that they keep transcribing"})
@@ -120,7 +123,7 @@ class StudyConfig:
         for name, low in (("max_clips", 3), ("analyze_clips", 3), ("latency_clips", 1), ("wer_clips", 0),
                           ("translate_clips", 1),
                           ("mimic_epochs", 1), ("recover_epochs", 0), ("share_max_unlabelled", 0),
-                          ("share_local_epochs", 0)):
+                          ("share_augment", 0), ("share_local_epochs", 0)):
             if getattr(self, name) < low:
                 raise StudyError(f"{_flag(name)} must be >= {low}, got {getattr(self, name)}")
         if self.max_minutes < 0:
