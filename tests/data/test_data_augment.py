@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from stackslim.data.augment import SR, WaveAugment, with_copies
+from stackslim.data.audio import SAMPLE_RATE as SR
+from stackslim.data.augment import WaveAugment, with_copies
 
 
 def tone(seconds: float = 1.0, f: float = 220.0) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from scipy.signal import fftconvolve, lfilter, resample_poly
 
-SR = 16000
+from .audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class WaveAugment:
         rms = float(np.sqrt(np.mean(x ** 2))) if len(x) else 0.0
         if rng.random() < self.reverb_p and rms > 0:
             rt60 = rng.uniform(*self.rt60)
-            t = np.arange(int(rt60 * SR)) / SR  # (taps,)
+            t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE  # (taps,)
             h = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * 0.3
             h[0] = 1.0  # the direct path
             x = fftconvolve(x, h)[: len(x)]
