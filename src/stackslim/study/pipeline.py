@@ -114,13 +114,14 @@ def method_configs(cfg: StudyConfig, whisper: bool = False) -> dict[str, Any]:
         out[f"mimic-{spec}"] = MimicConfig(kind=kind, layers=layers, hidden=z, task=cfg.task,
                                            max_clips=cfg.max_clips, task_epochs=cfg.mimic_epochs,
                                            train=mimic_train)
+    pool = share_unlabelled(cfg, whisper)
     for spec in cfg.share_grid:
         groups, k, rank = parse_share(spec)
         out[f"share-{spec}"] = ShareConfig(
             group=k, groups=groups, rank=rank, task=cfg.task, max_clips=cfg.max_clips,
             init=cfg.share_init, align=cfg.share_align, recover_states=cfg.share_recover_states,
-            unlabelled=share_unlabelled(cfg, whisper), max_unlabelled=cfg.share_max_unlabelled,
-            augment=cfg.share_augment if share_unlabelled(cfg, whisper) else 0,
+            unlabelled=pool, max_unlabelled=cfg.share_max_unlabelled,
+            augment=cfg.share_augment if pool else 0,
             asr_weight=cfg.share_asr_weight, local_epochs=cfg.share_local_epochs, wer_clips=0,
             latency_clips=0, train=share_train)
     return out
