@@ -8,9 +8,9 @@ reverberation, noise; `stackslim.data.augment`), each followed by silence (`pad_
 max(6 s, clip + 3.5 s)); 16 more pool clips measure the layer errors (chained: from state 0
 through the student); WER on ``--wer-clips`` (30) eval clips of synth-sentences (sentences never
 fitted on, spoken by three flite voices that also speak other sentences of the pool), each
-padded to Whisper's 30 s window, with a bootstrap 95% interval. ``--rounds`` rounds (default 2) of EPOCHS
-epochs each (``--lr``, default 3e-4; batch 8, sequential; each round restarts the learning-rate
-schedule). Prints one line per stage and writes bench/results/NAME.json and .md (``--name``,
+padded to Whisper's 30 s window, with a bootstrap 95% interval. ``--rounds`` rounds (default 2)
+of EPOCHS epochs each (``--lr``, default 3e-4; batch 8, sequential; each round restarts the
+learning-rate schedule). Prints one line per stage and writes bench/results/NAME.json and .md (``--name``,
 default asr_local).
 
     python bench/asr_local.py whisper-tiny.en 0.5 4 4 120     # MODEL SIZE K EPOCHS NPOOL
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, write_results
 
 from stackslim.data import unlabelled_clips
-from stackslim.evaluate import load_tokenizer, sentence_clips, whisper_wer
 from stackslim.data.augment import with_copies
+from stackslim.evaluate import load_tokenizer, sentence_clips, whisper_wer
 from stackslim.models.io import load_encoder
 from stackslim.share import to_residual
 from stackslim.share.asr import padded_batches
@@ -89,7 +89,8 @@ def main() -> None:
         stage(f"layer-wise fit, {(r + 1) * epochs} epochs", s, time.time() - t)
     cmd = f"python bench/asr_local.py {' '.join(sys.argv[1:])}"
     doc = {"command": cmd, "machine": machine(), "stack_ratio": s.size_report()["stack_ratio"],
-           "fit_clips": len(fit_w), "augmented_copies": a.augment, "fit_rows": len(cache), "rows": rows, "seconds": time.time() - t0}
+           "fit_clips": len(fit_w), "augmented_copies": a.augment, "fit_rows": len(cache),
+           "rows": rows, "seconds": time.time() - t0}
     md = [f"`{cmd}` ({model}, shared at {100 * doc['stack_ratio']:.1f}% of the stack, {len(fit_w)} fit clips"
           f"{f' and {a.augment} augmented copies of each' if a.augment else ''}, lr {a.lr:g}, {a.wer_clips} WER clips)", "",
           "| stage | WER % [95% CI] | chained output error per layer | fit s |", "|---|---|---|---|"]
