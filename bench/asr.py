@@ -11,11 +11,11 @@ For each model and size s (the shared stack's parameters / the dense stack's):
   earlier method).
 Both read synth-commands' train split (the KWS task) and N clips of synth-sentences' pool split
 (never its eval split), whole, followed by silence. WER: the eval split of synth-sentences
-(`--wer-clips` clips: sentences the fit never hears, spoken by three flite voices that also
-speak other sentences of the pool), each clip padded to Whisper's 30 s window, Whisper's English
-normaliser, bootstrap 95% interval; KWS accuracy on synth-commands' test split with the
-teacher's head. Each stage gives its wall-clock minutes on this machine (shared with other jobs:
-compare within one run).
+(`--wer-clips` clips: sentences and voices the fit never hears; results written before the pool
+left out the eval voices had those voices in the pool), each clip padded to Whisper's 30 s
+window, Whisper's English normaliser, bootstrap 95% interval; KWS accuracy on synth-commands'
+test split with the teacher's head. Each stage gives its wall-clock minutes on this machine
+(shared with other jobs: compare within one run).
 
     python bench/asr.py [--models whisper-tiny.en,whisper-base] [--sizes 0.5,0.35]
                         [--local-epochs 10] [--epochs 2] [--unlabelled 200] [--wer-clips 120]

@@ -6,9 +6,9 @@ calibrated on 64 clips of synth-sentences' pool split; the fit reads the teacher
 NPOOL − 16 pool clips (and, with ``--augment N``, N augmented copies of each: speed,
 reverberation, noise; `stackslim.data.augment`), each followed by silence (`pad_silence`: up to
 max(6 s, clip + 3.5 s)); 16 more pool clips measure the layer errors (chained: from state 0
-through the student); WER on ``--wer-clips`` (30) eval clips of synth-sentences (sentences never
-fitted on, spoken by three flite voices that also speak other sentences of the pool), each
-padded to Whisper's 30 s window, with a bootstrap 95% interval. ``--rounds`` rounds (default 2)
+through the student); WER on ``--wer-clips`` (30) eval clips of synth-sentences (sentences
+and voices never fitted on; results written before the pool left out the eval voices had them
+in it), each padded to Whisper's 30 s window, with a bootstrap 95% interval. ``--rounds`` rounds (default 2)
 of EPOCHS epochs each (``--lr``, default 3e-4; batch 8, sequential; each round restarts the
 learning-rate schedule). Prints one line per stage and writes bench/results/NAME.json and .md (``--name``,
 default asr_local).

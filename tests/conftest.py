@@ -74,7 +74,8 @@ def sentence_cache(tmp_path_factory):
     models = default_cache_dir() / "models"
     models.mkdir(parents=True, exist_ok=True)
     (cache / "models").symlink_to(models, target_is_directory=True)
-    synth.build("synth-sentences", cache / "data" / "synth-sentences", n_clips=8, n_eval=2, workers=2)
+    folder = cache / "data" / synth.CACHE_FOLDERS["synth-sentences"]
+    synth.build("synth-sentences", folder, n_clips=8, n_eval=2, workers=2)
     return cache
 
 

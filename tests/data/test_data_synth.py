@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from stackslim.data import COMMAND_VOICES, COMMAND_WORDS, DataError, load_dataset, synth
+from stackslim.data import datasets as datasets_mod
 from stackslim.data.sentences import EVAL_SENTENCES, pool_sentences
 
 needs_tts = pytest.mark.skipif(
@@ -125,6 +126,40 @@ def test_tiny_sentences_build(tmp_path):
     assert {c.label for c in evals} == set(EVAL_SENTENCES[:2])
     for i in range(len(ds)):
         assert len(ds.load(i)) > 16000  # a sentence lasts more than a second
+
+
+def test_sentence_pool_never_has_an_eval_voice():
+    """No pool clip is spoken by an eval voice's synthesiser model, at any pitch or warp (the
+    pool once had flite rms, slt and awb themselves and their F0 variants), and the pool still
+    cycles through every other command voice."""
+    jobs = synth.sentence_jobs(n_pool=200, n_eval=2)
+    evals = [j for j in jobs if j.row[3] == "eval"]
+    pool = [j for j in jobs if j.row[3] == "pool"]
+    assert len(evals) == 6 and len(pool) == 200
+    held = {(j.voice.engine, j.voice.name) for j in evals}
+    assert held == {("flite", "rms"), ("flite", "slt"), ("flite", "awb")}
+    assert not {(j.voice.engine, j.voice.name) for j in pool} & held
+    others = {v.id for v in COMMAND_VOICES if (v.engine, v.name) not in held}
+    assert {j.voice.id for j in pool} == others and len(others) >= 20
+
+
+def test_sentences_cache_folder_is_new_for_the_new_pool(tmp_path, monkeypatch):
+    """A cache built by the old recipe (eval voices in the pool) is never read: load_dataset
+    builds synth-sentences into its own versioned folder, beside the old one."""
+    old = tmp_path / "cache" / "data" / "synth-sentences"
+    old.mkdir(parents=True)
+    (old / "manifest.csv").write_text("path,label,speaker,split\n")
+    built = []
+
+    def fake_build(name, out):
+        built.append(out)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(datasets_mod, "build_synth", fake_build)
+    monkeypatch.setenv("STACKSLIM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="stop here"):
+        load_dataset("synth-sentences")
+    assert built == [tmp_path / "cache" / "data" / "synth-sentences-v2"]
 
 
 @needs_tts

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from .audio import AUDIO_EXTENSIONS, Wave, read_audio
-from .synth import MANIFEST
+from .synth import CACHE_FOLDERS, MANIFEST
 from .synth import build as build_synth
 
 SYNTH_NAMES = ("synth-commands", "synth-sentences", "synth-translate")
@@ -240,7 +240,8 @@ def load_dataset(
     Args:
         spec: a folder (``manifest.csv`` inside → CSV, else a folder per label), a ``.csv``
             file, or ``synth-commands`` / ``synth-sentences`` (built into
-            ``<cache>/data/<name>`` on first use, offline, then loaded).
+            ``<cache>/data/<folder>`` on first use, offline, then loaded; the folder is
+            ``synth.CACHE_FOLDERS[name]``).
         cache_dir: where synthetic sets live; default :func:`default_cache_dir`.
 
     Raises:
@@ -249,7 +250,7 @@ def load_dataset(
     if str(spec) in SYNTH_NAMES:
         name = str(spec)
         out = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        folder = build_synth(name, out / "data" / name)
+        folder = build_synth(name, out / "data" / CACHE_FOLDERS[name])
         ds = from_csv(folder / MANIFEST)
         ds.name = name
         return ds

@@ -7,8 +7,10 @@
   Manifest columns: path, label (the word), speaker (voice id), style.
 - ``synth-sentences``: transcribed everyday sentences. ``split=eval``: every sentence of
   :data:`~stackslim.data.sentences.EVAL_SENTENCES` spoken by flite ``rms``, ``slt`` and ``awb``
-  (the voices Whisper transcribes best); ``split=pool``: other template sentences by all voices,
-  for distillation. Manifest columns: path, label (transcript), speaker, split.
+  (the voices Whisper transcribes best); ``split=pool``: other template sentences by the
+  :func:`pool_voices` (no synthesiser model of an eval voice, at any pitch), for distillation:
+  a student fitted on the pool is scored on sentences and voices it never heard. Manifest
+  columns: path, label (transcript), speaker, split.
 - ``synth-translate``: the German, French and Spanish sentences of
   :mod:`~stackslim.data.translate_sentences` with their English references, each spoken by three
   espeak-ng voices of its language (:data:`TRANSLATE_VOICES`), split by sentence (every 5th
@@ -67,6 +69,11 @@ HEADERS = {
                         "split"),
 }
 MANIFEST = "manifest.csv"  # a data set folder's manifest (datasets.from_csv reads it)
+# each set's folder under <cache>/data: a new name whenever a set's recipe changes, so that a
+# cache built by an older recipe is never read as the new one (synth-sentences v2: the pool no
+# longer has the eval voices)
+CACHE_FOLDERS = {"synth-commands": "synth-commands", "synth-sentences": "synth-sentences-v2",
+                 "synth-translate": "synth-translate"}
 DEFAULT_RENDITIONS = 2
 DEFAULT_COMMAND_CLIPS = len(COMMAND_WORDS) * len(COMMAND_VOICES) * len(STYLES) * DEFAULT_RENDITIONS
 DEFAULT_POOL_CLIPS = 600
@@ -145,14 +152,23 @@ def command_jobs(n_clips: int, seed: int = 0) -> list[Job]:
     return jobs
 
 
+def pool_voices() -> tuple[Voice, ...]:
+    """The voices of synth-sentences' pool: every command voice whose synthesiser model is not
+    an eval voice's (flite ``rms``, ``slt`` and ``awb`` are left out at every pitch and warp), so
+    that what is fitted on the pool is scored on voices it never heard."""
+    held = {(v.engine, v.name) for v in CLEAR_VOICES}
+    return tuple(v for v in COMMAND_VOICES if (v.engine, v.name) not in held)
+
+
 def sentence_jobs(n_pool: int, seed: int = 0, n_eval: int | None = None) -> list[Job]:
-    """Eval clips (each sentence by each clear voice, neutral) then ``n_pool`` pool clips."""
+    """Eval clips (each sentence by each clear voice, neutral) then ``n_pool`` pool clips
+    (:func:`pool_voices` in turn)."""
     jobs = []
     for i, text in enumerate(EVAL_SENTENCES[:n_eval]):
         for v in CLEAR_VOICES:
             rel = f"eval/{v.id}/{i:04d}.wav"
             jobs.append(Job(text, v, "neutral", 1.0, 1.0, 0.0, rel, (rel, text, v.id, "eval")))
-    voices = COMMAND_VOICES + CLEAR_VOICES
+    voices = pool_voices()
     try:
         pool = pool_sentences(n_pool, seed)
     except ValueError as e:
