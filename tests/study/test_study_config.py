@@ -19,9 +19,12 @@ def test_parse_mimic(spec, want):
 
 
 @pytest.mark.parametrize("spec, want", [
-    ("K3-r16", ("adjacent", 3, 16)),
-    ("K2-r64", ("adjacent", 2, 64)),
-    ("blocks-r16", ("blocks", 0, 16)),
+    ("K3-r16", ("adjacent", 3, 16, 0.0)),
+    ("K2-r64", ("adjacent", 2, 64, 0.0)),
+    ("blocks-r16", ("blocks", 0, 16, 0.0)),
+    ("K3-s50", ("adjacent", 3, 0, 0.5)),
+    ("K2-s35", ("adjacent", 2, 0, 0.35)),
+    ("blocks-s100", ("blocks", 0, 0, 1.0)),
 ])
 def test_parse_share(spec, want):
     assert parse_share(spec) == want
@@ -33,16 +36,24 @@ def test_parse_mimic_refuses(spec):
         parse_mimic(spec)
 
 
-@pytest.mark.parametrize("spec", ["K3", "K3-16x", "Kx-r16", "K3-r16-extra", "blocks-rx"])
+@pytest.mark.parametrize("spec", ["K3", "K3-16x", "Kx-r16", "K3-r16-extra", "blocks-rx", "K3-s0.5",
+                                  "K3-x50"])
 def test_parse_share_refuses(spec):
     with pytest.raises(StudyError, match=f"--share-grid: variant '{spec}': expected K<k>-r<rank>"):
+        parse_share(spec)
+
+
+@pytest.mark.parametrize("spec, what", [("K3-s0", "size must be 1 to 100"), ("K3-s101", "size must be 1 to 100"),
+                                        ("K3-r0", "rank must be >= 1"), ("K0-s50", "K \\(layers")])
+def test_parse_share_refuses_out_of_range(spec, what):
+    with pytest.raises(StudyError, match=what):
         parse_share(spec)
 
 
 def test_default_grids_parse():
     cfg = StudyConfig()
     assert [parse_mimic(m) for m in cfg.mimic_grid] == [("linear", 1, 512), ("transformer", 1, 512)]
-    assert [parse_share(s) for s in cfg.share_grid] == [("adjacent", 2, 64), ("adjacent", 3, 16)]
+    assert [parse_share(s) for s in cfg.share_grid] == [("adjacent", 3, 0, 0.5), ("adjacent", 3, 0, 0.35)]
 
 
 def test_quick_preset_changes_only_what_the_user_left_at_its_default():

@@ -43,8 +43,8 @@ def test_bad_option_fails_at_once_with_one_line_and_writes_nothing(args, why, tm
 def test_grids_parse():
     assert parse_mimic("linear-1-512") == ("linear", 1, 512)
     assert parse_mimic("transformer-2-64") == ("transformer", 2, 64)
-    assert parse_share("K3-r16") == ("adjacent", 3, 16)
-    assert parse_share("blocks-r16") == ("blocks", 0, 16)
+    assert parse_share("K3-r16") == ("adjacent", 3, 16, 0.0)
+    assert parse_share("blocks-r16") == ("blocks", 0, 16, 0.0)
     for bad in ("", "linear", "linear-1", "linear-1-512-x", "linear-a-512"):
         with pytest.raises(StudyError):
             parse_mimic(bad)

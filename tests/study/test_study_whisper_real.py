@@ -23,7 +23,8 @@ def whisper_study(one_thread, tone_data, sentence_cache, tmp_path_factory):
                    "--mimic-grid", "linear-1-32", "--share-grid", "K2-r4", "--mimic-epochs", "1", "--recover-epochs", "1",
                    "--wer-clips", "1", "--latency-clips", "1", "--share-init", "svd",
                    "--share-unlabelled", "synth-sentences", "--share-max-unlabelled", "3",
-                   "--share-asr-weight", "1", "--share-recover-states", "last"])
+                   "--share-asr-weight", "1", "--share-recover-states", "last",
+                   "--share-local-epochs", "1", "--share-augment", "0"])
     assert rc == 0
     return out, json.loads((out / "results.json").read_text())
 

@@ -12,6 +12,7 @@ row when it cuts training short. Every option is checked here, before any model 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import NamedTuple
 
 from ..errors import StackslimError
 from ..mimic.layers import KINDS
@@ -24,6 +25,14 @@ class StudyError(StackslimError):
 
 DEFAULT_STRATEGIES = ("forward", "backward", "bi", "knn-bi", "iterative", "greedy", "blocks",
                       "greedy-refit", "beam", "beam-refit")
+
+
+# the shared variants' training for a Whisper teacher, where the auto (-1) knobs resolve to
+# these: a layer-wise fit on sentences and one augmented copy of each keeps the decoder reading
+# (whisper-base at 50% of the stack: 37% WER against 91% for end-to-end distillation, and an
+# end-to-end pass after the fit made it worse: bench/results/asr-base.md)
+WHISPER_SHARE = {"local_epochs": 6, "augment": 1, "recover_epochs": 0}
+RECOVER_EPOCHS = 3  # recovery epochs of the other families' shared variants
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,11 @@ class StudyConfig:
         default=("linear-1-512", "transformer-1-512"),
         metadata={"help": f"mimic variants as kind-layers-z (kind: {', '.join(KINDS)}; layers 1 or 2)"})
     share_grid: tuple[str, ...] = field(
-        default=("K2-r64", "K3-r16"),
-        metadata={"help": "shared variants as K<k>-r<rank> or blocks-r<rank> (groups = the blocks "
-                          "that analyze finds; on whisper-base they are the K3 groups)"})
+        default=("K3-s50", "K3-s35"),
+        metadata={"help": "shared variants as K<k>-s<percent> (a size budget: the shared stack's "
+                          "parameters as a % of the dense stack's, ranks allocated per layer and "
+                          "map), K<k>-r<rank> (one rank for every map) or blocks-r<rank> / "
+                          "blocks-s<percent> (groups = the blocks that analyze finds)"})
     share_init: str = field(default="aware", metadata={
         "help": "conversion of the shared variants: svd (plain) or aware (keeps outputs on calibration clips)",
         "choices": ("svd", "aware")})
@@ -67,20 +78,26 @@ class StudyConfig:
         "help": "at most this many --share-unlabelled clips, a seeded subset (0: all); each "
                 "Whisper sentence is a 30 s window, 30× a keyword clip's frames, so 48 of them "
                 "about double a shared variant's recovery time"})
-    share_augment: int = field(default=0, metadata={
+    share_augment: int = field(default=-1, metadata={
         "help": "augmented copies of each --share-unlabelled clip in the shared variants' fit "
-                "and recovery (see `stackslim share --augment`; 0: none)"})
+                "and recovery (see `stackslim share --augment`; 0: none; -1, auto: "
+                f"{WHISPER_SHARE['augment']} for a Whisper teacher, 0 for the others)"})
     share_asr_weight: float = field(default=0.0, metadata={
         "help": "Whisper: weight of the decoder loss in the shared variants' recovery (0: none; "
                 "see `stackslim share --asr-weight`), so that they keep transcribing"})
-    share_local_epochs: int = field(default=0, metadata={
+    share_local_epochs: int = field(default=-1, metadata={
         "help": "epochs of the layer-wise reconstruction of each shared variant before its "
-                "recovery (see `stackslim share --local-epochs`; 0: none)"})
+                "recovery (see `stackslim share --local-epochs`; 0: none; -1, auto: "
+                f"{WHISPER_SHARE['local_epochs']} for a Whisper teacher, so that its shared "
+                "variants keep transcribing, 0 for the others)"})
     mimic_epochs: int = field(default=30, metadata={
         "help": "epochs (at most; early stopping on validation) of each mimic stage: stage 1 "
                 "(MSE to the teacher) and stage 2 (task loss) alike"})
-    recover_epochs: int = field(default=3, metadata={
-        "help": "recovery epochs of each shared variant (0: none)"})
+    recover_epochs: int = field(default=-1, metadata={
+        "help": "recovery epochs of each shared variant (0: none; -1, auto: "
+                f"{WHISPER_SHARE['recover_epochs']} for a Whisper teacher whose shared variants "
+                "are fitted layer by layer, which keeps transcription better than end-to-end "
+                f"distillation, {RECOVER_EPOCHS} otherwise)"})
     max_minutes: float = field(default=0.0, metadata={
         "help": "optional wall-clock cap per training stage of the mimic and shared variants, "
                 "in minutes (0: none); a variant whose training it cut short says so in "
@@ -122,8 +139,8 @@ class StudyConfig:
             parse_share(spec)
         for name, low in (("max_clips", 3), ("analyze_clips", 3), ("latency_clips", 1), ("wer_clips", 0),
                           ("translate_clips", 1),
-                          ("mimic_epochs", 1), ("recover_epochs", 0), ("share_max_unlabelled", 0),
-                          ("share_augment", 0), ("share_local_epochs", 0)):
+                          ("mimic_epochs", 1), ("recover_epochs", -1), ("share_max_unlabelled", 0),
+                          ("share_augment", -1), ("share_local_epochs", -1)):
             if getattr(self, name) < low:
                 raise StudyError(f"{_flag(name)} must be >= {low}, got {getattr(self, name)}")
         if self.max_minutes < 0:
@@ -165,6 +182,24 @@ def step_names(cfg: StudyConfig, whisper: bool) -> list[str]:
             + (["translate"] if whisper and cfg.translate else []) + ["compare"])
 
 
+class ShareBudget(NamedTuple):
+    """The shared variants' training, the auto (-1) knobs resolved for the teacher."""
+
+    local_epochs: int
+    augment: int
+    recover_epochs: int
+
+
+def share_budget(cfg: StudyConfig, whisper: bool) -> ShareBudget:
+    """`--share-local-epochs`, `--share-augment` and `--recover-epochs`, each -1 (auto) resolved:
+    for a Whisper teacher `WHISPER_SHARE` (a layer-wise fit, no end-to-end recovery), for the
+    others no layer-wise fit and `RECOVER_EPOCHS` of recovery; a value the user gave is kept."""
+    auto = WHISPER_SHARE if whisper else {"local_epochs": 0, "augment": 0, "recover_epochs": RECOVER_EPOCHS}
+    return ShareBudget(*(auto[n] if getattr(cfg, k) == -1 else getattr(cfg, k)
+                         for n, k in (("local_epochs", "share_local_epochs"), ("augment", "share_augment"),
+                                      ("recover_epochs", "recover_epochs"))))
+
+
 def share_unlabelled(cfg: StudyConfig, whisper: bool) -> str:
     """The shared variants' unlabelled clips: `--share-unlabelled` resolved for the teacher
     ("auto": synth-sentences for Whisper, whose variants must keep transcribing; "" otherwise)."""
@@ -191,23 +226,40 @@ def parse_mimic(spec: str) -> tuple[str, int, int]:
     return kind, layers, z
 
 
-def parse_share(spec: str) -> tuple[str, int, int]:
-    """"K3-r16" → ("adjacent", 3, 16); "blocks-r16" → ("blocks", 0, 16); StudyError otherwise."""
-    bad = StudyError(f"--share-grid: variant {spec!r}: expected K<k>-r<rank> or blocks-r<rank>, "
-                     "e.g. K3-r16")
+class ShareSpec(NamedTuple):
+    """A shared variant of the grid: how layers are grouped, K, and one uniform `rank` or a
+    `size` budget (a fraction of the stack's parameters; ranks then chosen per layer and map)."""
+
+    groups: str  # "adjacent" or "blocks"
+    k: int  # layers per group (0: whole blocks)
+    rank: int  # uniform rank (0 with a size budget)
+    size: float = 0.0  # fraction of the dense stack (0: use `rank`)
+
+
+def parse_share(spec: str) -> ShareSpec:
+    """"K3-r16" → ("adjacent", 3, 16, 0.0); "blocks-r16" → ("blocks", 0, 16, 0.0); "K3-s50" (50%
+    of the stack's parameters, ranks allocated) → ("adjacent", 3, 0, 0.5); StudyError otherwise."""
+    bad = StudyError(f"--share-grid: variant {spec!r}: expected K<k>-r<rank>, K<k>-s<percent> "
+                     "or blocks-r<rank>, e.g. K3-r16 or K3-s50")
     parts = spec.split("-")
-    if len(parts) != 2 or not parts[1].startswith("r") or not (parts[0] == "blocks" or parts[0].startswith("K")):
+    if (len(parts) != 2 or parts[1][:1] not in ("r", "s")
+            or not (parts[0] == "blocks" or parts[0].startswith("K"))):
         raise bad
     try:
-        rank = int(parts[1][1:])
+        number = int(parts[1][1:])
         k = 0 if parts[0] == "blocks" else int(parts[0][1:])
     except ValueError:
         raise bad from None
     if parts[0] != "blocks" and k < 1:
         raise StudyError(f"--share-grid: variant {spec!r}: K (layers per group) must be >= 1")
-    if rank < 1:
+    groups = "blocks" if parts[0] == "blocks" else "adjacent"
+    if parts[1][0] == "s":
+        if not 1 <= number <= 100:
+            raise StudyError(f"--share-grid: variant {spec!r}: size must be 1 to 100 (% of the stack)")
+        return ShareSpec(groups, k, 0, number / 100)
+    if number < 1:
         raise StudyError(f"--share-grid: variant {spec!r}: rank must be >= 1")
-    return ("blocks", 0, rank) if parts[0] == "blocks" else ("adjacent", k, rank)
+    return ShareSpec(groups, k, number)
 
 
 def _flag(name: str) -> str:

@@ -38,8 +38,8 @@ from ..run import fingerprint, start_run
 from ..share.config import ShareConfig
 from ..similarity.config import AnalyzeConfig
 from .compare import compare_step, wer_step
-from .config import (StudyConfig, StudyError, parse_mimic, parse_share, preset, share_unlabelled,
-                     step_names)
+from .config import (StudyConfig, StudyError, parse_mimic, parse_share, preset, share_budget,
+                     share_unlabelled, step_names)
 from .report import write_report
 from .steps import StepRunner, StopStudy
 from .translate import translate_step
@@ -103,7 +103,8 @@ def method_configs(cfg: StudyConfig, whisper: bool = False) -> dict[str, Any]:
     `whisper`: the teacher is a Whisper model (what "auto" options resolve to)."""
     cap = cfg.max_minutes
     mimic_train = replace(MimicConfig().train, epochs=cfg.mimic_epochs, max_minutes=cap, seed=cfg.seed)
-    share_train = replace(ShareConfig().train, epochs=cfg.recover_epochs, max_minutes=cap, seed=cfg.seed)
+    budget = share_budget(cfg, whisper)
+    share_train = replace(ShareConfig().train, epochs=budget.recover_epochs, max_minutes=cap, seed=cfg.seed)
     out: dict[str, Any] = {
         "analyze": AnalyzeConfig(max_clips=cfg.analyze_clips, seed=cfg.seed),
         "prune": PruneConfig(task=cfg.task, strategies=cfg.strategies, max_clips=cfg.max_clips,
@@ -116,13 +117,13 @@ def method_configs(cfg: StudyConfig, whisper: bool = False) -> dict[str, Any]:
                                            train=mimic_train)
     pool = share_unlabelled(cfg, whisper)
     for spec in cfg.share_grid:
-        groups, k, rank = parse_share(spec)
+        groups, k, rank, size = parse_share(spec)
         out[f"share-{spec}"] = ShareConfig(
-            group=k, groups=groups, rank=rank, task=cfg.task, max_clips=cfg.max_clips,
+            group=k, groups=groups, **({"size": size} if size else {"rank": rank}), task=cfg.task, max_clips=cfg.max_clips,
             init=cfg.share_init, align=cfg.share_align, recover_states=cfg.share_recover_states,
             unlabelled=pool, max_unlabelled=cfg.share_max_unlabelled,
-            augment=cfg.share_augment if pool else 0,
-            asr_weight=cfg.share_asr_weight, local_epochs=cfg.share_local_epochs, wer_clips=0,
+            augment=budget.augment if pool else 0,
+            asr_weight=cfg.share_asr_weight, local_epochs=budget.local_epochs, wer_clips=0,
             latency_clips=0, train=share_train)
     return out
 

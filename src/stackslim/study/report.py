@@ -6,9 +6,11 @@ nothing in the page is typed in by hand.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..prune.config import PAPER_STRATEGIES as PAPER
 from ..report import Page
+from .config import RECOVER_EPOCHS, share_budget
 from .plots import plot_tradeoff
 
 COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder params"),
@@ -161,6 +163,17 @@ def _translation_finding(tr: dict) -> str:
     return msg + "."
 
 
+def _share_training(cfg: dict, family: str) -> str:
+    """The shared variants' training in words, the auto knobs resolved for the teacher."""
+    old = {"share_local_epochs": 0, "share_augment": 0, "recover_epochs": RECOVER_EPOCHS}  # results without them
+    b = share_budget(SimpleNamespace(**{**old, **cfg}), family == "whisper")
+    copies = f" with {b.augment} augmented cop{'y' if b.augment == 1 else 'ies'} of each unlabelled clip"
+    recovery = f"{b.recover_epochs} recovery epochs" if b.recover_epochs else "no end-to-end recovery"
+    if not b.local_epochs:
+        return recovery
+    return f"{b.local_epochs} epochs of layer-wise fit{copies if b.augment else ''}, then {recovery}"
+
+
 def _best(d: dict) -> str:
     """The strategies of `d` (name → deletable layers) that reach its maximum."""
     top = max(d.values())
@@ -264,7 +277,7 @@ def write_report(r: dict, out: Path) -> Path:
         "programming segmentation with BIC.",
         "Pruning: orders scored on the validation split only; curves on test.",
         f"Mimic: at most {cfg['mimic_epochs']} epochs per stage (MSE to the teacher, then the task), "
-        f"early stopping on validation; shared variants: {cfg['recover_epochs']} recovery epochs; "
+        f"early stopping on validation; shared variants: {_share_training(cfg, r['family'])}; "
         + (f"each training stage capped at {cfg['max_minutes']} minutes of wall clock (rows cut short "
            "by it say so)." if cfg.get("max_minutes") else "no wall-clock cap: training is counted in "
            "epochs alone, so the same seed trains the same models on a quiet or a busy machine."),
