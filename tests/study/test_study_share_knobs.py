@@ -39,6 +39,17 @@ def test_share_step_passes_the_recovery_knobs(monkeypatch, tmp_path):
     assert summary["capped"] == ["recovery"]  # the cap bit: the variant's row will say so
 
 
+def test_row_takes_the_last_stage_that_trained(tmp_path):
+    """No recovery (a Whisper teacher's default): the row gives the layer-wise fit's accuracy,
+    not the conversion's; with a recovery, the recovery's; with neither, the conversion's."""
+    r = {**_Result().to_json(), "before": {"accuracy": 0.4}, "after": None,
+         "local": {"eval": {"accuracy": 0.9}}, "recovery": None}
+    assert study_pipeline.share_summary(r, tmp_path)["accuracy"] == 0.9
+    assert study_pipeline.share_summary({**r, "after": {"accuracy": 0.8}}, tmp_path)["accuracy"] == 0.8
+    assert study_pipeline.share_summary({**r, "local": None}, tmp_path)["accuracy"] == 0.4
+    assert study_pipeline.share_summary(r, tmp_path)["capacity"] == 0.9 / 0.5
+
+
 def test_auto_share_training_resolves_for_the_teacher():
     """Auto (-1): a Whisper teacher's shared variants get the layer-wise fit with copies and no
     end-to-end recovery; the others recovery alone; a value the user gave is kept for both."""

@@ -173,16 +173,21 @@ def _mimic_step(enc: Encoder, ds: AudioDataset, mcfg: MimicConfig, progress: boo
 
 def _share_step(model: str, enc: Encoder, ds: AudioDataset, scfg: ShareConfig, progress: bool):
     def step(folder) -> dict:
-        r = _json(share.run(enc, ds, folder, scfg, progress=progress, spec=model))
-        after = r["after"] or r["before"]
-        acc_t = r["teacher"]["accuracy"]
-        return {"accuracy": after["accuracy"], "before_accuracy": r["before"]["accuracy"],
-                "teacher_accuracy": acc_t, "capacity": after["accuracy"] / acc_t if acc_t else 0.0,
-                "stack_ratio": r["size"]["stack_ratio"], "groups": r["groups"],
-                "model_dir": str(folder / "model"),
-                "epochs": (r.get("recovery") or {}).get("epochs_run", 0),
-                "capped": capped(r.get("recovery"), "recovery")}
+        return share_summary(_json(share.run(enc, ds, folder, scfg, progress=progress, spec=model)), folder)
     return step
+
+
+def share_summary(r: dict, folder: os.PathLike) -> dict:
+    """A shared variant's row from its share.json: the accuracy of the last training stage that
+    ran (the recovery, else the layer-wise fit, else the conversion alone)."""
+    trained = r["after"] or (r.get("local") or {}).get("eval") or r["before"]
+    acc_t = r["teacher"]["accuracy"]
+    return {"accuracy": trained["accuracy"], "before_accuracy": r["before"]["accuracy"],
+            "teacher_accuracy": acc_t, "capacity": trained["accuracy"] / acc_t if acc_t else 0.0,
+            "stack_ratio": r["size"]["stack_ratio"], "groups": r["groups"],
+            "model_dir": os.path.join(folder, "model"),
+            "epochs": (r.get("recovery") or {}).get("epochs_run", 0),
+            "capped": capped(r.get("recovery"), "recovery")}
 
 
 def _json(result: Any) -> Any:
