@@ -44,7 +44,10 @@ def variants_table(r: dict) -> str:
                  _num(row.get("batch1_ms"), ".1f"), _num(row.get("speedup"), ".1f") + "×",
                  _pct(row.get("accuracy")), _pct(row.get("capacity"))]
         if whisper:
-            cells.append(_pct(row.get("wer"), 0) if (row.get("wer") or 0) >= 1 else _pct(row.get("wer")))
+            wer = row.get("wer")
+            cell = _pct(wer, 0) if (wer or 0) >= 1 else _pct(wer)
+            ci = row.get("wer_ci95")  # bootstrap 95% over clips; results before it have none
+            cells.append(cell + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""))
         if bleu:
             cells.append(_num(row.get("bleu"), ".1f"))
         cells += [_num(q["bytes"] / 1e6, ".1f") if q.get("bytes") else "–", _num(q.get("batch1_ms"), ".1f"),

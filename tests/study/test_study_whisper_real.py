@@ -42,6 +42,8 @@ def test_every_variant_has_a_wer(whisper_study, sentence_cache, monkeypatch):
     assert set(wer) == {row["variant"].split(" (")[0].replace(": ", ":") for row in rows}
     for row in rows:
         assert isinstance(row["wer"], float) and row["wer"] >= 0.0, row
+        lo, hi = row["wer_ci95"]  # the bootstrap interval reaches every row
+        assert lo <= row["wer"] <= hi, row
     assert r["wer"]["clips"] == 1
     # the teacher's number is whisper_wer of the teacher on the same sentence
     monkeypatch.setenv("STACKSLIM_CACHE", str(sentence_cache))
@@ -52,6 +54,8 @@ def test_every_variant_has_a_wer(whisper_study, sentence_cache, monkeypatch):
     assert wer["mimic:linear-1-32"] > wer["teacher"]
     saved = json.loads((out / "wer" / "wer.json").read_text())
     assert {k: v["wer"] for k, v in saved.items()} == wer
+    assert {k: v["interval"] for k, v in saved.items()} == r["wer"]["interval"]
+    assert "WER 95% interval" in (out / "report.html").read_text()
     # English-only: the translation step (on by default) says why it measured nothing
     assert "English-only" in r["translate"]["skipped"] and "bleu" not in rows[0]
 

@@ -61,7 +61,8 @@ def row_key(variant: str) -> str:
 
 def wer_step(model: str, enc: Encoder, wer_clips: int, prune_summary: dict, mimic_summaries: dict,
              share_summaries: dict):
-    """WER of the original decoder reading each encoder's last state (`whisper_variants`)."""
+    """WER of the original decoder reading each encoder's last state (`whisper_variants`), with
+    its bootstrap 95% interval over clips (``interval``: [low, high])."""
     def step(folder: Path) -> dict:
         whisper, tok = load_tokenizer(model)
         if whisper is None:
@@ -71,6 +72,7 @@ def wer_step(model: str, enc: Encoder, wer_clips: int, prune_summary: dict, mimi
                 for name, e in whisper_variants(enc, prune_summary, mimic_summaries, share_summaries)}
         write_json(folder / "wer.json", rows)
         return {"clips": len(refs), "wer": {k: v["wer"] for k, v in rows.items()},
+                "interval": {k: v["interval"] for k, v in rows.items()},
                 "examples": {k: v["hypotheses"][:2] for k, v in rows.items()}, "references": refs[:2]}
     return step
 
@@ -162,12 +164,14 @@ def compare_step(enc: Encoder, ds: AudioDataset, cfg: StudyConfig, summaries: di
             shutil.rmtree(folder / "int8", ignore_errors=True)
         lat = interleaved_latency(fns, waves, repeats=5)
         wer = summaries.get("wer", {}).get("wer", {})
+        wer_ci = summaries.get("wer", {}).get("interval", {})  # bootstrap 95% over clips
         translation = summaries.get("translate", {}).get("scores", {})
         for r in rows:
             r.update(lat[r["variant"]])
             r["speedup"] = lat["teacher"]["batch1_ms"] / r["batch1_ms"]
             r["stack_ratio"] = r["stack_params"] / rows[0]["stack_params"]
             r["wer"] = wer.get(row_key(r["variant"]))
+            r["wer_ci95"] = wer_ci.get(row_key(r["variant"]))
             r.update(translation_columns(translation.get(row_key(r["variant"]))))
         if int8 is not None:
             int8.attach(rows, lat)

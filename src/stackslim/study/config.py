@@ -58,7 +58,7 @@ class StudyConfig:
     share_grid: tuple[str, ...] = field(
         default=("K3-s50", "K3-s35"),
         metadata={"help": "shared variants as K<k>-s<percent> (a size budget: the shared stack's "
-                          "parameters as a % of the dense stack's, ranks allocated per layer and "
+                          "parameters in percent of the dense stack's, ranks allocated per layer and "
                           "map), K<k>-r<rank> (one rank for every map) or blocks-r<rank> / "
                           "blocks-s<percent> (groups = the blocks that analyze finds)"})
     share_init: str = field(default="aware", metadata={
@@ -102,7 +102,8 @@ class StudyConfig:
         "help": "optional wall-clock cap per training stage of the mimic and shared variants, "
                 "in minutes (0: none); a variant whose training it cut short says so in "
                 "results.json and the report"})
-    wer_clips: int = field(default=30, metadata={"help": "Whisper: synth-sentences clips for word error rate"})
+    wer_clips: int = field(default=100, metadata={
+        "help": "Whisper: synth-sentences eval clips for word error rate, with its bootstrap interval"})
     translate: bool = field(default=True, metadata={
         "help": "multilingual Whisper teacher: BLEU and chrF into English and same-language WER "
                 "of the teacher and every compressed encoder on --translate-data (--no-translate: "

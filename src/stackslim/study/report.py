@@ -17,7 +17,7 @@ COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder par
            ("stack_ratio", "Stack size vs teacher"), ("bytes", "Bytes on disk"),
            ("batch1_ms", "CPU ms/clip (batch 1)"), ("batched_ms", "CPU ms/clip (batched)"),
            ("speedup", "Speed-up (batch 1)"), ("accuracy", "Accuracy"), ("capacity", "Capacity"),
-           ("wer", "WER")]
+           ("wer", "WER"), ("wer_interval", "WER 95% interval")]
 CAPPED = ("capped", "Training cut short by --max-minutes")
 TRANSLATION = [("bleu", "BLEU → en"), ("chrf", "chrF → en"), ("wer_other", "WER % other languages")]
 INT8_COLUMNS = [("variant", "Variant"), ("bytes", "Bytes, PyTorch"), ("int8_bytes", "Bytes, int8 ONNX"),
@@ -50,6 +50,11 @@ def _ci(row: dict, name: str, key: str | None = None) -> str:
     """"12.3 (8.1–16.0)": a score of a `score_table` row and its 95% interval."""
     v, (lo, hi) = row[key or name], row[f"{name}_ci95"]
     return f"{v:.1f} ({lo:.1f}–{hi:.1f})"
+
+
+def _interval(ci: list | None) -> str | None:
+    """"28.3–54.0%": a WER interval (fractions) as the table shows it (None: not measured)."""
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if ci else None
 
 
 def translation_rows(r: dict) -> list[dict]:
@@ -138,9 +143,13 @@ def findings(r: dict) -> list[str]:
     wer = r.get("wer", {}).get("wer")
     if wer:
         best = min((v, k) for k, v in wer.items() if k != "teacher") if len(wer) > 1 else None
-        msg = f"Word error rate on {r['wer']['clips']} synth-sentences clips: teacher {_pct(wer['teacher'])}"
+        ci = r["wer"].get("interval", {})
+
+        def said(k: str) -> str:
+            return _pct(wer[k]) + (f" (95% interval {_interval(ci[k])})" if ci.get(k) else "")
+        msg = f"Word error rate on {r['wer']['clips']} synth-sentences clips: teacher {said('teacher')}"
         if best:
-            msg += f"; best compressed encoder {best[1]} {_pct(best[0])}"
+            msg += f"; best compressed encoder {best[1]} {said(best[1])}"
         out.append(msg + ".")
     return out
 
@@ -191,7 +200,7 @@ def write_report(r: dict, out: Path) -> Path:
     page.bullets(findings(r), "findings")
 
     page.heading("Every variant side by side", "table")
-    rows = r.get("compare", {}).get("rows", [])
+    rows = [{**x, "wer_interval": _interval(x.get("wer_ci95"))} for x in r.get("compare", {}).get("rows", [])]
     page.table(rows, COLUMNS + (TRANSLATION if any("bleu" in x for x in rows) else [])
                + ([CAPPED] if any(x.get("capped") for x in rows) else []))
     if rows:
