@@ -66,7 +66,7 @@ STUDY = ROOT / "bench/results/study-default-whisper-base/results.json"
 def _share_config(a: argparse.Namespace) -> ShareConfig:
     base = ShareConfig()
     return ShareConfig(group=3, size=a.size, init="aware", recover_states="last",
-                       local_epochs=a.local_epochs, unlabelled=a.unlabelled,
+                       local_epochs=a.local_epochs, unlabelled=a.unlabelled, augment=a.augment,
                        max_unlabelled=a.max_unlabelled, asr_weight=a.asr_weight,
                        max_clips=a.max_clips, wer_clips=0, latency_clips=0,
                        train=replace(base.train, epochs=a.recover_epochs, max_minutes=a.recover_minutes))
@@ -85,7 +85,8 @@ def _shared(enc, folder: Path, a: argparse.Namespace) -> tuple[object, dict]:
             "command": f"stackslim share {MODEL} synth-commands --out DIR --group 3 --size {a.size} "
                        f"--init aware --local-epochs {a.local_epochs} --recover-states last "
                        f"--unlabelled {a.unlabelled} --max-unlabelled {a.max_unlabelled} "
-                       f"--asr-weight {a.asr_weight} --max-clips {a.max_clips} --wer-clips 0 "
+                       + (f"--augment {a.augment} " if a.augment else "")
+                       + f"--asr-weight {a.asr_weight} --max-clips {a.max_clips} --wer-clips 0 "
                        f"--latency-clips 0 --epochs {a.recover_epochs}"
                        + (f" --max-minutes {a.recover_minutes}" if a.recover_minutes else ""),
             "local_epochs": local.get("epochs_run"), "local_seconds": local.get("seconds"),
@@ -139,6 +140,8 @@ def main() -> None:
                     help="unlabelled sets of the shared variant's recovery ('+' joins)")
     ap.add_argument("--max-unlabelled", type=int, default=90,
                     help="clips of each unlabelled set in the shared variant's recovery")
+    ap.add_argument("--augment", type=int, default=0,
+                    help="augmented copies of each unlabelled clip in the fit and the recovery")
     ap.add_argument("--asr-weight", type=float, default=1.0,
                     help="decoder loss weight of the shared variant's recovery (0: states only; the "
                          "teacher then transcribes no clip, much faster)")
