@@ -63,6 +63,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "bench/results/study-default-whisper-base/results.json"
 
 
+def _recovery_words(info: dict) -> str:
+    """"3 recovery epochs, stopped by epochs", or "no end-to-end recovery" when none ran."""
+    if not info.get("recovery_epochs"):
+        return "no end-to-end recovery"
+    return f"{info['recovery_epochs']} recovery epochs, stopped by {info.get('recovery_stopped_by', '?')}"
+
+
 def _share_config(a: argparse.Namespace) -> ShareConfig:
     base = ShareConfig()
     return ShareConfig(group=3, size=a.size, init="aware", recover_states="last",
@@ -117,8 +124,7 @@ def _markdown(doc: dict) -> str:
                f"padded to 30 s. BLEU `{i.get('bleu_signature')}`, chrF `{i.get('chrf_signature')}`; "
                f"WER after Whisper's BasicTextNormalizer; 95% intervals: percentile bootstrap over "
                f"clips. Pruned: {i['pruned']}. Shared: {i.get('shared', {}).get('command', '–')} "
-               f"({i.get('shared', {}).get('recovery_epochs', '?')} recovery epochs, stopped by "
-               f"{i.get('shared', {}).get('recovery_stopped_by', '?')}). Command: `{doc['command']}`."]
+               f"({_recovery_words(i.get('shared', {}))}). Command: `{doc['command']}`."]
     return "\n".join(md) + "\n"
 
 
@@ -210,7 +216,8 @@ def main() -> None:
             doc["inputs"]["shared"] = info
             doc["inputs"]["seconds"]["share_run"] = round(time.perf_counter() - t0, 1)
             return sh
-        variants.insert(1, (f"shared {a.size:g} (aware, local fit, recovered on {a.unlabelled} train)",
+        trained = f"recovered on {a.unlabelled} train" if a.recover_epochs else f"fitted on {a.unlabelled} train"
+        variants.insert(1, (f"shared {a.size:g} (aware, local fit, {trained})",
                             shared_variant, None))
     for name, make, ratio in variants:
         kept = [r for r in old["rows"] if r["encoder"] == name]
