@@ -7,7 +7,7 @@ from dataclasses import replace
 import stackslim.share
 from stackslim.study import StudyConfig
 from stackslim.study import pipeline as study_pipeline
-from stackslim.study.config import RECOVER_EPOCHS, WHISPER_SHARE
+from stackslim.study.config import OTHER_SHARE, WHISPER_SHARE
 from stackslim.study.steps import step_key
 
 
@@ -58,7 +58,7 @@ def test_auto_share_training_resolves_for_the_teacher():
     want = WHISPER_SHARE
     assert (whisper.local_epochs, whisper.augment, whisper.train.epochs) == \
         (want["local_epochs"], want["augment"], want["recover_epochs"]) == (6, 1, 0)
-    assert (other.local_epochs, other.augment, other.train.epochs) == (0, 0, RECOVER_EPOCHS)
+    assert (other.local_epochs, other.augment, other.train.epochs) == (0, 0, OTHER_SHARE["recover_epochs"]) == (0, 0, 3)
     mine = StudyConfig(share_local_epochs=2, share_augment=0, recover_epochs=1)
     for w in (True, False):
         c = study_pipeline.method_configs(mine, whisper=w)["share-K3-s50"]

@@ -70,6 +70,12 @@ class ShareResult:
         return asdict(self)
 
 
+def final_evaluation(r: dict) -> dict:
+    """The evaluation after the last stage that trained the student of a share result (its
+    JSON): the recovery's, else the layer-wise fit's, else the conversion's alone."""
+    return r["after"] or (r.get("local") or {}).get("eval") or r["before"]
+
+
 def _evaluate(enc: Encoder, student: Encoder | None, head, test_cache, y_test, wer_ctx) -> dict:
     """Accuracy (and WER) of `student` (or of the teacher `enc` when None) on cached states."""
     out: dict[str, Any] = {}

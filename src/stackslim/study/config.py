@@ -32,7 +32,7 @@ DEFAULT_STRATEGIES = ("forward", "backward", "bi", "knn-bi", "iterative", "greed
 # (whisper-base at 50% of the stack: 37% WER against 91% for end-to-end distillation, and an
 # end-to-end pass after the fit made it worse: bench/results/asr-base.md)
 WHISPER_SHARE = {"local_epochs": 6, "augment": 1, "recover_epochs": 0}
-RECOVER_EPOCHS = 3  # recovery epochs of the other families' shared variants
+OTHER_SHARE = {"local_epochs": 0, "augment": 0, "recover_epochs": 3}  # the other families'
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class StudyConfig:
         "help": "recovery epochs of each shared variant (0: none; -1, auto: "
                 f"{WHISPER_SHARE['recover_epochs']} for a Whisper teacher whose shared variants "
                 "are fitted layer by layer, which keeps transcription better than end-to-end "
-                f"distillation, {RECOVER_EPOCHS} otherwise)"})
+                f"distillation, {OTHER_SHARE['recover_epochs']} otherwise)"})
     max_minutes: float = field(default=0.0, metadata={
         "help": "optional wall-clock cap per training stage of the mimic and shared variants, "
                 "in minutes (0: none); a variant whose training it cut short says so in "
@@ -194,8 +194,8 @@ class ShareBudget(NamedTuple):
 def share_budget(cfg: StudyConfig, whisper: bool) -> ShareBudget:
     """`--share-local-epochs`, `--share-augment` and `--recover-epochs`, each -1 (auto) resolved:
     for a Whisper teacher `WHISPER_SHARE` (a layer-wise fit, no end-to-end recovery), for the
-    others no layer-wise fit and `RECOVER_EPOCHS` of recovery; a value the user gave is kept."""
-    auto = WHISPER_SHARE if whisper else {"local_epochs": 0, "augment": 0, "recover_epochs": RECOVER_EPOCHS}
+    others `OTHER_SHARE` (recovery alone); a value the user gave is kept."""
+    auto = WHISPER_SHARE if whisper else OTHER_SHARE
     return ShareBudget(*(auto[n] if getattr(cfg, k) == -1 else getattr(cfg, k)
                          for n, k in (("local_epochs", "share_local_epochs"), ("augment", "share_augment"),
                                       ("recover_epochs", "recover_epochs"))))
@@ -227,7 +227,7 @@ def parse_mimic(spec: str) -> tuple[str, int, int]:
     return kind, layers, z
 
 
-class ShareSpec(NamedTuple):
+class GridShare(NamedTuple):
     """A shared variant of the grid: how layers are grouped, K, and one uniform `rank` or a
     `size` budget (a fraction of the stack's parameters; ranks then chosen per layer and map)."""
 
@@ -237,7 +237,7 @@ class ShareSpec(NamedTuple):
     size: float = 0.0  # fraction of the dense stack (0: use `rank`)
 
 
-def parse_share(spec: str) -> ShareSpec:
+def parse_share(spec: str) -> GridShare:
     """"K3-r16" → ("adjacent", 3, 16, 0.0); "blocks-r16" → ("blocks", 0, 16, 0.0); "K3-s50" (50%
     of the stack's parameters, ranks allocated) → ("adjacent", 3, 0, 0.5); StudyError otherwise."""
     bad = StudyError(f"--share-grid: variant {spec!r}: expected K<k>-r<rank>, K<k>-s<percent> "
@@ -257,10 +257,10 @@ def parse_share(spec: str) -> ShareSpec:
     if parts[1][0] == "s":
         if not 1 <= number <= 100:
             raise StudyError(f"--share-grid: variant {spec!r}: size must be 1 to 100 (% of the stack)")
-        return ShareSpec(groups, k, 0, number / 100)
+        return GridShare(groups, k, 0, number / 100)
     if number < 1:
         raise StudyError(f"--share-grid: variant {spec!r}: rank must be >= 1")
-    return ShareSpec(groups, k, number)
+    return GridShare(groups, k, number)
 
 
 def _flag(name: str) -> str:

@@ -36,6 +36,7 @@ from ..prune.config import PruneConfig
 from ..results import provenance
 from ..run import fingerprint, start_run
 from ..share.config import ShareConfig
+from ..share.pipeline import final_evaluation
 from ..similarity.config import AnalyzeConfig
 from .compare import compare_step, wer_step
 from .config import (StudyConfig, StudyError, parse_mimic, parse_share, preset, share_budget,
@@ -119,7 +120,8 @@ def method_configs(cfg: StudyConfig, whisper: bool = False) -> dict[str, Any]:
     for spec in cfg.share_grid:
         groups, k, rank, size = parse_share(spec)
         out[f"share-{spec}"] = ShareConfig(
-            group=k, groups=groups, **({"size": size} if size else {"rank": rank}), task=cfg.task, max_clips=cfg.max_clips,
+            group=k, groups=groups, **({"size": size} if size else {"rank": rank}),
+            task=cfg.task, max_clips=cfg.max_clips,
             init=cfg.share_init, align=cfg.share_align, recover_states=cfg.share_recover_states,
             unlabelled=pool, max_unlabelled=cfg.share_max_unlabelled,
             augment=budget.augment if pool else 0,
@@ -180,7 +182,7 @@ def _share_step(model: str, enc: Encoder, ds: AudioDataset, scfg: ShareConfig, p
 def share_summary(r: dict, folder: os.PathLike) -> dict:
     """A shared variant's row from its share.json: the accuracy of the last training stage that
     ran (the recovery, else the layer-wise fit, else the conversion alone)."""
-    trained = r["after"] or (r.get("local") or {}).get("eval") or r["before"]
+    trained = final_evaluation(r)
     acc_t = r["teacher"]["accuracy"]
     return {"accuracy": trained["accuracy"], "before_accuracy": r["before"]["accuracy"],
             "teacher_accuracy": acc_t, "capacity": trained["accuracy"] / acc_t if acc_t else 0.0,

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from ..prune.config import PAPER_STRATEGIES as PAPER
 from ..report import Page
-from .config import RECOVER_EPOCHS, share_budget
+from .config import share_budget
 from .plots import plot_tradeoff
 
 COLUMNS = [("variant", "Variant"), ("layers", "Layers"), ("params", "Encoder params"),
@@ -174,7 +174,7 @@ def _translation_finding(tr: dict) -> str:
 
 def _share_training(cfg: dict, family: str) -> str:
     """The shared variants' training in words, the auto knobs resolved for the teacher."""
-    old = {"share_local_epochs": 0, "share_augment": 0, "recover_epochs": RECOVER_EPOCHS}  # results without them
+    old = {"share_local_epochs": 0, "share_augment": 0}  # results written before these knobs
     b = share_budget(SimpleNamespace(**{**old, **cfg}), family == "whisper")
     copies = f" with {b.augment} augmented cop{'y' if b.augment == 1 else 'ies'} of each unlabelled clip"
     recovery = f"{b.recover_epochs} recovery epochs" if b.recover_epochs else "no end-to-end recovery"
